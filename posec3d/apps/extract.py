@@ -1,0 +1,6 @@
+"""`posec3d extract` (being written)."""
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the CLI."""

@@ -1,0 +1,1 @@
+"""Annotation files, pipeline transforms, heatmaps (numpy and torch), datasets and samplers."""

@@ -1,0 +1,1 @@
+"""Configs, the training loop, evaluation and metrics, distributed setup, logging and plots."""

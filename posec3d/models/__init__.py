@@ -1,0 +1,1 @@
+"""PoseC3D backbones, heads, recognizers and checkpoint I/O."""

@@ -1,0 +1,1 @@
+"""Poses from video: decoding, pose estimators, person tracking."""
