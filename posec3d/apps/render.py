@@ -1,0 +1,272 @@
+"""Drawing skeletons and labels on frames, and reading / writing videos with PyAV.
+
+Shared by `posec3d vis`, `posec3d demo` and `posec3d demo-folder`. Frames are RGB ``uint8`` arrays
+of shape (H, W, 3). Drawing uses Pillow (a matplotlib dependency), so no OpenCV is needed.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from posec3d.errors import VideoError
+
+# COCO-17 sides (SPEC §1.5): used to colour joints and limbs by body side.
+COCO17_LEFT = (1, 3, 5, 7, 9, 11, 13, 15)
+COCO17_RIGHT = (2, 4, 6, 8, 10, 12, 14, 16)
+# The limb list of the pyskl/mmaction2 limb configs (SPEC §1.5): it covers face, arms, trunk, legs.
+COCO17_EDGES = (
+    (0, 5), (0, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (11, 13), (13, 15),
+    (6, 12), (12, 14), (14, 16), (0, 1), (0, 2), (1, 3), (2, 4), (11, 12), (5, 6),
+)
+
+LEFT_COLOUR = (255, 140, 0)     # orange
+RIGHT_COLOUR = (30, 144, 255)   # blue
+CENTRE_COLOUR = (50, 205, 50)   # green
+# One ring colour per tracked person slot, chosen to stay distinct from the side colours.
+PERSON_COLOURS = (
+    (255, 255, 255), (255, 0, 255), (255, 255, 0), (0, 255, 255),
+    (255, 60, 60), (160, 80, 255), (255, 180, 200), (140, 255, 140),
+)
+
+
+def _side(joint: int, left: Sequence[int], right: Sequence[int]) -> str:
+    return "left" if joint in left else "right" if joint in right else "centre"
+
+
+def _edge_colour(a: int, b: int, left: Sequence[int], right: Sequence[int]) -> tuple[int, int, int]:
+    sides = {_side(a, left, right), _side(b, left, right)}
+    if sides == {"left"}:
+        return LEFT_COLOUR
+    if sides == {"right"}:
+        return RIGHT_COLOUR
+    return CENTRE_COLOUR
+
+
+def _joint_colour(j: int, left: Sequence[int], right: Sequence[int]) -> tuple[int, int, int]:
+    return {"left": LEFT_COLOUR, "right": RIGHT_COLOUR, "centre": CENTRE_COLOUR}[_side(j, left, right)]
+
+
+def _as_rgb_image(frame: np.ndarray) -> Image.Image:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
+    return Image.fromarray(np.ascontiguousarray(frame), "RGB")
+
+
+def line_width_for(height: int, width: int) -> int:
+    """Limb thickness that stays visible from 240p to 4K."""
+    return max(2, round(min(height, width) / 270))
+
+
+def draw_pose(
+    frame: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray | None,
+    edges: Sequence[tuple[int, int]] = COCO17_EDGES,
+    score_thr: float = 0.3,
+    *,
+    left: Sequence[int] = COCO17_LEFT,
+    right: Sequence[int] = COCO17_RIGHT,
+    person_ids: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Draw every person's skeleton and return a new frame (the input is not modified).
+
+    ``keypoints`` (M, V, 2) in pixels of this frame, ``scores`` (M, V) or None (all visible).
+    A joint is drawn when its score >= ``score_thr`` and its coordinates are finite; a limb when
+    both ends are. Limbs and joint dots are coloured by body side (left / right / centre); each
+    joint gets a ring in the colour of its person slot (``person_ids[m]``, default m), so tracked
+    people keep their colour across frames.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim == 2:
+        keypoints = keypoints[None]
+    if keypoints.ndim != 3 or keypoints.shape[-1] != 2:
+        raise ValueError(f"keypoints must be (M, V, 2), got {keypoints.shape}")
+    if scores is None:
+        scores = np.ones(keypoints.shape[:2])
+    scores = np.asarray(scores, dtype=np.float64).reshape(keypoints.shape[:2])
+    image = _as_rgb_image(frame)
+    draw = ImageDraw.Draw(image)
+    width = line_width_for(frame.shape[0], frame.shape[1])
+    radius = width + 1
+    for m in range(keypoints.shape[0]):
+        pts, sc = keypoints[m], scores[m]
+        visible = (sc >= score_thr) & np.isfinite(pts).all(axis=1)
+        ring = PERSON_COLOURS[(person_ids[m] if person_ids is not None else m) % len(PERSON_COLOURS)]
+        for a, b in edges:
+            if a < len(pts) and b < len(pts) and visible[a] and visible[b]:
+                draw.line([tuple(pts[a]), tuple(pts[b])], fill=_edge_colour(a, b, left, right), width=width)
+        for j in np.flatnonzero(visible):
+            x, y = pts[j]
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius],
+                         fill=_joint_colour(int(j), left, right), outline=ring, width=max(1, width // 2))
+    return np.asarray(image).copy()
+
+
+def _font_candidates() -> list[Path]:
+    # A CJK-capable font first (class names may be Korean, e.g. Taekwondo), then DejaVu.
+    roots = [Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts"]
+    found: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            for pattern in ("*NanumGothic*.tt[fc]", "*NotoSansCJK*.tt[fc]", "*NotoSansKR*.[ot]tf"):
+                found.extend(sorted(root.rglob(pattern)))
+    with contextlib.suppress(ImportError):
+        import matplotlib
+
+        found.append(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+    found.append(Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"))
+    return [p for p in found if p.is_file()]
+
+
+@functools.lru_cache(maxsize=16)
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """A TrueType font of ``size`` px (CJK-capable when one is installed)."""
+    for path in _font_candidates():
+        with contextlib.suppress(OSError):
+            return ImageFont.truetype(str(path), size)
+    return ImageFont.load_default(size)
+
+
+def draw_label_panel(
+    frame: np.ndarray,
+    lines: Sequence[str],
+    *,
+    origin: tuple[int, int] = (8, 8),
+    font_size: int | None = None,
+    text_colour: tuple[int, int, int] = (255, 255, 255),
+    box_opacity: float = 0.6,
+) -> np.ndarray:
+    """Draw ``lines`` of text over a dark, semi-transparent box; return a new frame."""
+    lines = [str(s) for s in lines if str(s)]
+    if not lines:
+        return np.array(frame, copy=True)
+    h = frame.shape[0]
+    size = font_size or max(14, h // 28)
+    font = label_font(size)
+    image = _as_rgb_image(frame)
+    measure = ImageDraw.Draw(image)
+    pad, gap = max(4, size // 4), max(2, size // 5)
+    boxes = [measure.textbbox((0, 0), s, font=font) for s in lines]
+    text_w = max(b[2] for b in boxes)
+    line_h = size + gap
+    x0, y0 = origin
+    x1, y1 = x0 + text_w + 2 * pad, y0 + line_h * len(lines) - gap + 2 * pad
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    ImageDraw.Draw(overlay).rectangle([x0, y0, x1, y1], fill=(0, 0, 0, int(255 * box_opacity)))
+    image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for i, s in enumerate(lines):
+        draw.text((x0 + pad, y0 + pad + i * line_h), s, font=font, fill=text_colour)
+    return np.asarray(image).copy()
+
+
+def _encoder_name(preferred: str = "libx264") -> str:
+    for name in (preferred, "libx264", "mpeg4"):
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except Exception:  # noqa: BLE001 - PyAV raises several types for a missing encoder
+            continue
+    raise VideoError("no usable video encoder: PyAV has neither libx264 nor mpeg4")
+
+
+class VideoWriter:
+    """Write RGB frames to an MP4 (H.264 yuv420p, mpeg4 if libx264 is missing), atomically.
+
+    Frames go to a temporary file next to ``path``; it replaces ``path`` only when the ``with``
+    block ends without error. Odd sizes are padded by one black row/column (yuv420p needs even).
+
+        with VideoWriter("out.mp4", fps=30, width=w, height=h) as out:
+            out.write(frame)
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int,
+                 codec: str = "libx264", crf: int = 23):
+        if fps <= 0 or width <= 0 or height <= 0:
+            raise ValueError(f"bad video parameters for {path}: fps={fps}, size={width}x{height}")
+        self.path = Path(path)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.width, self.height = int(width), int(height)
+        self.codec = _encoder_name(codec)
+        self.crf = crf
+        self.frames_written = 0
+        self._tmp: str | None = None
+        self._container = None
+        self._stream = None
+
+    def __enter__(self) -> "VideoWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
+                                         dir=self.path.parent)
+        os.close(fd)
+        self._container = av.open(self._tmp, mode="w", format="mp4")
+        stream = self._container.add_stream(self.codec, rate=self.fps)
+        stream.width = self.width + self.width % 2
+        stream.height = self.height + self.height % 2
+        stream.pix_fmt = "yuv420p"
+        if self.codec == "libx264":
+            stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+        else:
+            stream.bit_rate = 4_000_000
+        self._stream = stream
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one RGB uint8 frame of exactly (height, width, 3)."""
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"{self.path}: frame must be uint8 ({self.height}, {self.width}, 3), "
+                             f"got {frame.dtype} {frame.shape}")
+        if self.width % 2 or self.height % 2:
+            frame = np.pad(frame, ((0, self.height % 2), (0, self.width % 2), (0, 0)))
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self.frames_written == 0:
+                    raise VideoError(f"{self.path}: no frames were written")
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+            self._container.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp and os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
+def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Yield the frames of a video as contiguous RGB uint8 arrays (H, W, 3), decoded with PyAV."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: video not found")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: cannot open video ({e})") from e
+    with container:
+        if not container.streams.video:
+            raise VideoError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                n += 1
+                if max_frames is not None and n >= max_frames:
+                    return
+        except av.FFmpegError as e:
+            raise VideoError(f"{path}: decoding failed after {n} frames ({e})") from e
