@@ -461,8 +461,8 @@ def lr_schedule_cfg(cfg: Config) -> list[Config]:
         ratio = float(lr_config.get("warmup_ratio", 0.1))
         if lr_config["warmup"] != "linear":
             raise ConfigError(f"{where}: lr_config.warmup {lr_config['warmup']!r} is not supported (only 'linear')")
-        phases.append(Config(type="linear", start_factor=ratio, begin=0, end=warm_iters,
-                             by_epoch=warm_by_epoch, unit="epoch" if warm_by_epoch else "iter"))
+        phases.append(Config(type="linear", start_factor=ratio, end_factor=1.0, begin=0, end=warm_iters,
+                             by_epoch=warm_by_epoch))
     if policy in ("cosineannealing", "cosine"):
         phases.append(Config(type="cosine", begin=0, end=None, by_epoch=by_epoch,
                              eta_min=float(lr_config.get("min_lr", 0.0) or 0.0),
@@ -490,7 +490,8 @@ def _mm_phase(s: Mapping, where: str) -> Config:
     end = s.get("end")
     if end is not None and end >= 10**8:  # mmengine's INF default
         end = None
-    common = dict(begin=begin, end=end, by_epoch=by_epoch, unit="epoch" if by_epoch else "iter")
+    common = dict(begin=begin, end=end, by_epoch=by_epoch,
+                  convert_to_iter_based=bool(s.get("convert_to_iter_based", False)))
     if kind == "CosineAnnealingLR":
         t_max = s.get("T_max")
         return Config(type="cosine", eta_min=float(s.get("eta_min", 0.0) or 0.0),
