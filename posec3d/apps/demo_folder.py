@@ -1,6 +1,274 @@
-"""`posec3d demo_folder` (being written)."""
+"""`posec3d demo-folder`: the demo over every video of a folder, with a CSV and an Excel report.
+
+Outputs in OUT_DIR:
+- ``videos/<relative path>_demo.mp4``: each annotated video (sub-folders kept, so names never clash),
+- ``predictions.csv``: one row per video (path, true label, top-k labels and scores, correct, error),
+- ``report.xlsx``: sheets ``videos`` (per video), ``summary`` (top-1, top-5, per-class accuracy),
+  ``confusion_matrix`` (true class rows x predicted class columns) and ``failed`` (bad videos),
+- ``.cache/``: one JSON result per video, keyed on the file (size, mtime) and the settings, so a
+  rerun skips finished videos (resumable).
+A video that cannot be read, or in which nobody is found, is reported, never fatal.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from posec3d.errors import AnnotationError, ConfigError, PoseC3DError
+from posec3d.files import atomic_write, atomic_write_text
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+CACHE_VERSION = 1
+
+
+def find_videos(root: Path) -> list[Path]:
+    """Every video under ``root`` (recursive, by extension, case-insensitive), sorted."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def read_truth(list_file: Path, root: Path, labels: list[str]) -> dict[str, str]:
+    """``path<whitespace>label`` lines -> {key: class name}; keys are the relative path, name and stem.
+
+    The label is a class index into the label map or a class name (names outside the label map
+    are kept: such videos simply can never be correct).
+    """
+    truth: dict[str, str] = {}
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise AnnotationError(f"{list_file}: cannot read the annotation list ({e.strerror or e})") from None
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise AnnotationError(f"{list_file}:{n}: expected 'video_path label', got {line!r}")
+        path, label = parts
+        if label.lstrip("-").isdigit():
+            index = int(label)
+            if not 0 <= index < len(labels):
+                raise AnnotationError(f"{list_file}:{n}: label {index} is outside the label map "
+                                      f"(0..{len(labels) - 1})")
+            label = labels[index]
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(root.resolve())
+            except ValueError:
+                pass
+        for key in {p.as_posix(), p.name, p.stem}:
+            truth[key] = label
+    return truth
+
+
+def true_label_of(video: Path, root: Path, truth: dict[str, str]) -> Optional[str]:
+    rel = video.relative_to(root)
+    for key in (rel.as_posix(), rel.name, rel.stem):
+        if key in truth:
+            return truth[key]
+    return None
+
+
+def _file_key(path: Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cache_key(video: Path, settings: dict) -> str:
+    doc = json.dumps({"v": CACHE_VERSION, "video": str(video.resolve()), "file": _file_key(video),
+                      "settings": settings}, sort_keys=True)
+    return hashlib.sha1(doc.encode()).hexdigest()
+
+
+def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, truth: dict[str, str],
+                   topk: int, max_frames: Optional[int], max_persons: int, progress=None,
+                   estimator=None) -> list[dict]:
+    """Classify (or take from the cache) every video; returns one row per video."""
+    from posec3d.apps.demo import classify_annotation, extract_poses, render_video
+
+    cache_dir = out_dir / ".cache"
+    rows = []
+    for video in find_videos(root):
+        rel = video.relative_to(root)
+        out_video = out_dir / "videos" / rel.parent / f"{rel.stem}_demo.mp4"
+        key = cache_key(video, settings)
+        cached = cache_dir / f"{key}.json"
+        row = None
+        if cached.is_file() and (out_video.is_file() or "error" in json.loads(cached.read_text())):
+            row = json.loads(cached.read_text())
+            row["cached"] = True
+        else:
+            row = {"path": rel.as_posix(), "output": None, "predictions": [], "error": None}
+            try:
+                annotation = extract_poses(video, estimator=estimator, max_persons=max_persons,
+                                           max_frames=max_frames)
+                result = classify_annotation(recognizer, str(video), annotation, topk=topk)
+                render_video(video, out_video, result)
+                row["output"] = out_video.relative_to(out_dir).as_posix()
+                row["predictions"] = [{"label": p.label, "score": round(p.score, 6)} for p in result.predictions]
+                row["num_frames"] = int(annotation["total_frames"])
+            except (PoseC3DError, OSError, ValueError) as e:
+                row["error"] = f"{type(e).__name__}: {e}"
+            atomic_write_text(cached, json.dumps(row))
+            row["cached"] = False
+        row["true_label"] = true_label_of(video, root, truth)
+        preds = [p["label"] for p in row["predictions"]]
+        row["correct"] = (None if row["true_label"] is None or row["error"] else
+                          bool(preds and preds[0] == row["true_label"]))
+        row["correct_top5"] = (None if row["true_label"] is None or row["error"] else
+                               row["true_label"] in preds[:5])
+        rows.append(row)
+        if progress is not None:
+            progress(advance=1, video=rel.name)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Reports
+
+
+def video_table(rows: list[dict], topk: int):
+    import pandas as pd
+
+    records = []
+    for r in rows:
+        rec = {"path": r["path"], "true_label": r["true_label"]}
+        for k in range(topk):
+            p = r["predictions"][k] if k < len(r["predictions"]) else None
+            rec[f"top{k + 1}_label"] = p["label"] if p else None
+            rec[f"top{k + 1}_score"] = p["score"] if p else None
+        rec["correct"] = r["correct"]
+        rec["output"] = r["output"]
+        rec["error"] = r["error"]
+        records.append(rec)
+    return pd.DataFrame.from_records(records, columns=(
+        ["path", "true_label"] + [f"top{k + 1}_{s}" for k in range(topk) for s in ("label", "score")]
+        + ["correct", "output", "error"]))
+
+
+def summary_tables(rows: list[dict]):
+    """(overall metrics, per-class accuracy, confusion matrix) over labelled, successful videos."""
+    import pandas as pd
+
+    scored = [r for r in rows if r["correct"] is not None]
+    n = len(scored)
+    overall = pd.DataFrame([
+        ("videos", len(rows)),
+        ("failed", sum(1 for r in rows if r["error"])),
+        ("labelled and classified", n),
+        ("top1_accuracy", sum(r["correct"] for r in scored) / n if n else None),
+        ("top5_accuracy", sum(r["correct_top5"] for r in scored) / n if n else None),
+    ], columns=["metric", "value"])
+    classes = sorted({r["true_label"] for r in scored})
+    per_class = []
+    for c in classes:
+        members = [r for r in scored if r["true_label"] == c]
+        hits = sum(r["correct"] for r in members)
+        per_class.append({"class": c, "videos": len(members), "correct": hits, "accuracy": hits / len(members)})
+    per_class = pd.DataFrame(per_class, columns=["class", "videos", "correct", "accuracy"])
+    if len(per_class):
+        overall.loc[len(overall)] = ("mean_class_accuracy", float(per_class["accuracy"].mean()))
+    predicted = sorted({r["predictions"][0]["label"] for r in scored})
+    names = classes + [p for p in predicted if p not in classes]
+    confusion = pd.DataFrame(0, index=pd.Index(names, name="true \\ predicted"), columns=names)
+    for r in scored:
+        confusion.loc[r["true_label"], r["predictions"][0]["label"]] += 1
+    return overall, per_class, confusion
+
+
+def write_reports(out_dir: Path, rows: list[dict], topk: int) -> tuple[Path, Path]:
+    import pandas as pd
+
+    table = video_table(rows, topk)
+    csv_path = out_dir / "predictions.csv"
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    overall, per_class, confusion = summary_tables(rows)
+    failed = pd.DataFrame([{"path": r["path"], "error": r["error"]} for r in rows if r["error"]],
+                          columns=["path", "error"])
+    xlsx_path = out_dir / "report.xlsx"
+    with atomic_write(xlsx_path, "wb") as f:
+        with pd.ExcelWriter(f, engine="openpyxl") as xl:
+            table.to_excel(xl, sheet_name="videos", index=False)
+            overall.to_excel(xl, sheet_name="summary", index=False)
+            per_class.to_excel(xl, sheet_name="summary", index=False, startrow=len(overall) + 2)
+            confusion.to_excel(xl, sheet_name="confusion_matrix")
+            failed.to_excel(xl, sheet_name="failed", index=False)
+            for ws in xl.book.worksheets:
+                for col in ws.columns:
+                    width = max(len(str(c.value)) if c.value is not None else 0 for c in col)
+                    ws.column_dimensions[col[0].column_letter].width = min(60, max(8, width + 2))
+    return csv_path, xlsx_path
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def demo_folder(
+    video_dir: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (videos, CSV, Excel report, cache)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="'video_path label' lines "
+                                               "(label: class index or name) for accuracy figures."),
+    model: Optional[str] = typer.Option(None, "--model", help="Bundled model name (default: penn-action)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Config file."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint matching --config."),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line."),
+    topk: int = typer.Option(5, "--topk", min=1, help="How many classes to report per video."),
+    max_persons: int = typer.Option(2, "--max-persons", min=1, help="People tracked by the estimator."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Use only the first N frames."),
+    num_clips: Optional[int] = typer.Option(None, "--num-clips", min=1, help="Override the test clips."),
+    device: str = typer.Option("cpu", "--device", help="torch device for the recognizer."),
+) -> None:
+    """Run the demo on every video of a folder; write annotated videos, predictions.csv and report.xlsx."""
+    from posec3d.apps.demo import load_recognizer
+    from posec3d.apps.progress import progress_bar
+
+    if not video_dir.is_dir():
+        raise ConfigError(f"{video_dir}: not a folder")
+    videos = find_videos(video_dir)
+    if not videos:
+        raise ConfigError(f"{video_dir}: no videos found (extensions: {' '.join(VIDEO_EXTENSIONS)})")
+    recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
+    truth = read_truth(annotations, video_dir, recognizer.labels) if annotations else {}
+    settings = {"model": model, "config": str(config and config.resolve()),
+                "checkpoint": _checkpoint_identity(recognizer), "topk": topk, "max_persons": max_persons,
+                "max_frames": max_frames, "num_clips": num_clips}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from posec3d.pose.estimators import MediaPipePose
+
+    with MediaPipePose(max_persons=max_persons) as estimator, \
+            progress_bar(len(videos), "videos") as update:
+        rows = process_folder(video_dir, out_dir, recognizer, settings=settings, truth=truth, topk=topk,
+                              max_frames=max_frames, max_persons=max_persons, progress=update,
+                              estimator=estimator)
+    csv_path, xlsx_path = write_reports(out_dir, rows, topk)
+    failed = [r for r in rows if r["error"]]
+    cached = sum(1 for r in rows if r.get("cached"))
+    overall, _, _ = summary_tables(rows)
+    typer.echo(f"{len(rows)} videos ({cached} from cache), {len(failed)} failed; wrote {csv_path} and {xlsx_path}")
+    for _, (metric, value) in overall.iterrows():
+        if metric.endswith("accuracy") and value is not None:
+            typer.echo(f"  {metric}: {value:.4f}")
+    for r in failed:
+        typer.echo(f"  failed: {r['path']}: {r['error']}")
+
+
+def _checkpoint_identity(recognizer) -> str:
+    """Name of the checkpoint plus its size and mtime, so a retrained model invalidates the cache."""
+    path = Path(getattr(recognizer, "checkpoint_path", "") or "")
+    if path.is_file():
+        st = os.stat(path)
+        return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return str(path)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
+    app.command("demo-folder")(demo_folder)

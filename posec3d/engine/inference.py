@@ -1,0 +1,275 @@
+"""Inference: one pose annotation in, class scores out.
+
+``ActionRecognizer`` holds a model, the config's test pipeline and the label names; it turns an
+annotation dict (SPEC §1.2, e.g. from ``posec3d.pose.extract.extract_video``) into scores the
+same way ``posec3d test`` does (multi-clip x flip views averaged as the config says). The helpers
+below cut an annotation into one person or one time window, so the demo can classify each
+person, or a long video window by window.
+
+Works with any pyskl / mmaction2 PoseC3D config + checkpoint + label map, and with the bundled
+models of ``posec3d.zoo``.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from posec3d.engine.config import load_config, model_cfg, pipeline_cfg
+from posec3d.errors import AnnotationError, ConfigError
+
+# The demo never has K400 kpfiles: the annotation already carries the keypoints.
+_LOADER_ONLY_TRANSFORMS = ("DecompressPose",)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a ranking: its index, name and score (probability when the model averages probs)."""
+
+    index: int
+    label: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "index": self.index, "score": round(float(self.score), 6)}
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """The top class of frames ``start`` .. ``end - 1`` of a video."""
+
+    start: int
+    end: int
+    top: Prediction
+
+    def to_dict(self) -> dict:
+        return {"start": self.start, "end": self.end, "label": self.top.label, "score": round(self.top.score, 6)}
+
+
+def test_pipeline_dicts(cfg: Mapping) -> list[dict]:
+    """The config's test pipeline (val pipeline if there is no test one), loader-only steps removed."""
+    try:
+        pipeline = pipeline_cfg(cfg, "test")
+    except ConfigError:
+        pipeline = pipeline_cfg(cfg, "val")
+    return [copy.deepcopy(dict(t)) for t in pipeline if t.get("type") not in _LOADER_ONLY_TRANSFORMS]
+
+
+def set_test_views(pipeline: list[dict], num_clips: int | None = None, flip: bool | None = None) -> list[dict]:
+    """Rewrite the number of clips (UniformSampleFrames) and the flip view (GeneratePoseTarget.double)."""
+    for t in pipeline:
+        if num_clips is not None and t.get("type") == "UniformSampleFrames":
+            t["num_clips"] = int(num_clips)
+        if flip is not None and t.get("type") == "GeneratePoseTarget":
+            t["double"] = bool(flip)
+            if flip:
+                t.setdefault("left_kp", [1, 3, 5, 7, 9, 11, 13, 15])
+                t.setdefault("right_kp", [2, 4, 6, 8, 10, 12, 14, 16])
+    return pipeline
+
+
+class ActionRecognizer:
+    """A PoseC3D model ready to classify annotations.
+
+    ``config`` is a config file (pyskl or mmaction2 layout), ``checkpoint`` a pyskl, mmaction2 or
+    posec3d checkpoint, ``label_map`` a text file with one class name per line (optional: names
+    default to the class index). ``num_clips`` / ``flip`` override the test pipeline's views.
+    """
+
+    def __init__(self, config: str | Path, checkpoint: str | Path, label_map: str | Path | None = None,
+                 *, device: str = "cpu", num_clips: int | None = None, flip: bool | None = None,
+                 fuse_bn: bool = True):
+        from posec3d.data.pipeline import Compose
+        from posec3d.models import build_model
+        from posec3d.models.checkpoint import load_checkpoint
+
+        self.config_path = Path(config)
+        self.checkpoint_path = Path(checkpoint)
+        self.cfg = load_config(config)
+        model = build_model(model_cfg(self.cfg))
+        load_checkpoint(model, checkpoint, strict=True)
+        model.eval()
+        if fuse_bn:
+            model = _fuse_if_available(model)
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.pipeline = Compose(set_test_views(test_pipeline_dicts(self.cfg), num_clips, flip))
+        self.average_clips = _average_clips(model_cfg(self.cfg))
+        self.num_classes = _num_classes(model_cfg(self.cfg))
+        if label_map is not None:
+            from posec3d.zoo import read_label_map
+
+            self.labels = read_label_map(label_map)
+            if len(self.labels) < self.num_classes:
+                raise ConfigError(f"{label_map}: {len(self.labels)} class names for a model with "
+                                  f"{self.num_classes} classes ({config})")
+        else:
+            self.labels = [str(i) for i in range(self.num_classes)]
+
+    @classmethod
+    def from_bundled(cls, name: str | None = None, **kwargs) -> "ActionRecognizer":
+        """The bundled model ``name`` (see ``posec3d models``)."""
+        from posec3d.zoo import resolve_model
+
+        m = resolve_model(name)
+        return cls(m.config, m.checkpoint, m.label_map, **kwargs)
+
+    # ------------------------------------------------------------------------------------------
+    def scores(self, annotation: Mapping) -> np.ndarray:
+        """Class scores (num_classes,) of one annotation: probabilities when views average as 'prob'."""
+        sample = prepare_annotation(annotation)
+        out = self.pipeline(sample)
+        imgs = out["imgs"]
+        if not isinstance(imgs, torch.Tensor):
+            imgs = torch.as_tensor(np.asarray(imgs))
+        with torch.inference_mode():
+            logits = self.model.forward_test(imgs[None].float().to(self.device))
+        scores = logits[0].float().cpu().numpy()
+        if self.average_clips != "prob":
+            # Raw logits averaged over views: turn them into probabilities for display.
+            scores = _softmax(scores)
+        return scores
+
+    def rank(self, scores: np.ndarray, topk: int = 5) -> list[Prediction]:
+        """The ``topk`` best classes, best first (ties: lower index first)."""
+        order = np.lexsort((np.arange(len(scores)), -scores))[:max(1, topk)]
+        return [Prediction(int(i), self.labels[i], float(scores[i])) for i in order]
+
+    def predict(self, annotation: Mapping, topk: int = 5) -> list[Prediction]:
+        return self.rank(self.scores(annotation), topk)
+
+    def predict_windows(self, annotation: Mapping, window: int, stride: int,
+                        progress: Callable[..., None] | None = None) -> list[WindowPrediction]:
+        """Top class of each sliding window of ``window`` frames every ``stride`` frames."""
+        spans = sliding_windows(int(annotation["total_frames"]), window, stride)
+        result = []
+        for start, end in spans:
+            top = self.predict(slice_frames(annotation, start, end), topk=1)[0]
+            result.append(WindowPrediction(start, end, top))
+            if progress is not None:
+                progress(advance=1)
+        return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotation helpers
+
+
+def prepare_annotation(annotation: Mapping) -> dict:
+    """A fresh sample dict for the test pipeline (pipelines modify samples in place)."""
+    required = ("keypoint", "total_frames", "img_shape")
+    missing = [k for k in required if k not in annotation]
+    name = annotation.get("frame_dir") or annotation.get("filename") or "annotation"
+    if missing:
+        raise AnnotationError(f"{name}: missing key(s) {missing} needed for inference")
+    kp = np.asarray(annotation["keypoint"], dtype=np.float32)
+    if kp.ndim != 4 or kp.shape[-1] != 2:
+        raise AnnotationError(f"{name}: keypoint must be (M, T, V, 2), got {kp.shape}")
+    if kp.shape[0] == 0:
+        raise AnnotationError(f"{name}: no person was found in any frame")
+    score = annotation.get("keypoint_score")
+    score = np.ones(kp.shape[:3], np.float32) if score is None else np.asarray(score, np.float32)
+    sample = {k: v for k, v in annotation.items() if k not in ("keypoint", "keypoint_score")}
+    sample.update(
+        keypoint=kp.copy(), keypoint_score=score.copy(),
+        total_frames=int(kp.shape[1]), img_shape=tuple(annotation["img_shape"]),
+        original_shape=tuple(annotation.get("original_shape", annotation["img_shape"])),
+        label=int(annotation.get("label", -1) if annotation.get("label") is not None else -1),
+        start_index=0, modality="Pose", test_mode=True, frame_dir=str(name),
+    )
+    return sample
+
+
+def has_person(annotation: Mapping, min_frames: int = 1) -> bool:
+    """Whether some person slot has a confident joint in at least ``min_frames`` frames."""
+    score = annotation.get("keypoint_score")
+    kp = np.asarray(annotation["keypoint"])
+    if kp.shape[0] == 0:
+        return False
+    present = (np.asarray(score) > 0).any(axis=-1) if score is not None else (kp != 0).any(axis=(-1, -2))
+    return bool((present.sum(axis=1) >= min_frames).any())
+
+
+def select_person(annotation: Mapping, person: int) -> dict:
+    """The annotation reduced to person slot ``person`` (M = 1)."""
+    out = dict(annotation)
+    out["keypoint"] = np.asarray(annotation["keypoint"])[person:person + 1]
+    if annotation.get("keypoint_score") is not None:
+        out["keypoint_score"] = np.asarray(annotation["keypoint_score"])[person:person + 1]
+    return out
+
+
+def person_frames(annotation: Mapping, person: int) -> int:
+    """Number of frames in which person slot ``person`` has any joint with a positive score."""
+    score = annotation.get("keypoint_score")
+    if score is None:
+        return int((np.asarray(annotation["keypoint"])[person] != 0).any(axis=(-1, -2)).sum())
+    return int((np.asarray(score)[person] > 0).any(axis=-1).sum())
+
+
+def slice_frames(annotation: Mapping, start: int, end: int) -> dict:
+    """Frames ``start`` .. ``end - 1`` of an annotation (a new dict; arrays are views)."""
+    out = dict(annotation)
+    out["keypoint"] = np.asarray(annotation["keypoint"])[:, start:end]
+    if annotation.get("keypoint_score") is not None:
+        out["keypoint_score"] = np.asarray(annotation["keypoint_score"])[:, start:end]
+    out["total_frames"] = int(out["keypoint"].shape[1])
+    return out
+
+
+def sliding_windows(total: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """Windows ``[start, end)`` of ``window`` frames every ``stride`` frames covering ``total`` frames.
+
+    The last window is moved back to end at the last frame, so every frame is covered; a video
+    shorter than the window is one window.
+    """
+    if window <= 0 or stride <= 0:
+        raise ValueError(f"window and stride must be positive, got window={window}, stride={stride}")
+    if total <= window:
+        return [(0, total)]
+    starts = list(range(0, total - window + 1, stride))
+    if starts[-1] + window < total:
+        starts.append(total - window)
+    return [(s, s + window) for s in starts]
+
+
+def window_at(timeline: list[WindowPrediction], frame: int) -> WindowPrediction | None:
+    """The window shown at ``frame``: the one covering it whose centre is nearest."""
+    covering = [w for w in timeline if w.start <= frame < w.end]
+    if not covering:
+        return None
+    return min(covering, key=lambda w: abs((w.start + w.end - 1) / 2 - frame))
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _average_clips(model: Mapping) -> str | None:
+    test_cfg = model.get("test_cfg") or {}
+    head = model.get("cls_head") or {}
+    return head.get("average_clips", test_cfg.get("average_clips", "prob"))
+
+
+def _num_classes(model: Mapping) -> int:
+    head = model.get("cls_head") or {}
+    if "num_classes" not in head:
+        raise ConfigError("model.cls_head.num_classes is missing from the config")
+    return int(head["num_classes"])
+
+
+def _fuse_if_available(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold BatchNorm into the preceding convs for faster CPU inference (same outputs)."""
+    try:
+        from posec3d.models import fuse_conv_bn
+    except ImportError:
+        return model
+    return fuse_conv_bn(model)
