@@ -1,0 +1,136 @@
+"""Person tracking: link per-frame poses into tracks, then pack tracks into PoseC3D person slots."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from posec3d.pose.estimators.base import NUM_KEYPOINTS
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between (N, 4) and (M, 4) x1, y1, x2, y2 boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def keypoint_distance(kp_a: np.ndarray, sc_a: np.ndarray, kp_b: np.ndarray, sc_b: np.ndarray,
+                      min_score: float = 0.1) -> np.ndarray:
+    """(N, M) mean L2 distance over the joints confident in both poses (inf if none is)."""
+    dist = np.linalg.norm(kp_a[:, None] - kp_b[None], axis=-1)  # (N, M, V)
+    both = (sc_a[:, None] > min_score) & (sc_b[None] > min_score)
+    count = both.sum(-1)
+    total = np.where(both, dist, 0).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.inf)
+
+
+@dataclass
+class Track:
+    """One person over time: frame index -> (keypoints, scores)."""
+    track_id: int
+    frames: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    last_box: np.ndarray | None = None
+    last_seen: int = -1
+
+    @property
+    def weight(self) -> float:
+        """How long and how confidently the person is present: the sum of mean scores."""
+        return float(sum(scores.mean() for _, scores in self.frames.values()))
+
+    def add(self, t: int, keypoints: np.ndarray, scores: np.ndarray, box: np.ndarray) -> None:
+        self.frames[t] = (keypoints, scores)
+        self.last_box = box
+        self.last_seen = t
+
+    def last_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.frames[self.last_seen]
+
+
+class PoseTracker:
+    """Hungarian assignment of each frame's poses to live tracks.
+
+    The cost of pairing a track with a detection is ``(1 - IoU) + d / s`` where ``d`` is the mean
+    distance between their confident keypoints and ``s`` the size (longer side) of the track's
+    last box. A pair is allowed only if the boxes overlap by ``min_iou`` or ``d / s`` is below
+    ``max_distance``; otherwise the detection starts a new track. Tracks unseen for more than
+    ``max_age`` frames stop being matched.
+    """
+
+    def __init__(self, max_age: int = 30, min_iou: float = 0.1, max_distance: float = 0.5) -> None:
+        self.max_age = max_age
+        self.min_iou = min_iou
+        self.max_distance = max_distance
+        self.tracks: list[Track] = []
+        self.num_frames = 0
+
+    def update(self, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray) -> list[int]:
+        """Add one frame's poses; return the track id given to each."""
+        t = self.num_frames
+        self.num_frames += 1
+        live = [tr for tr in self.tracks if t - tr.last_seen <= self.max_age]
+        assigned: list[int | None] = [None] * len(keypoints)
+        if live and len(keypoints):
+            track_kp = np.stack([tr.last_pose()[0] for tr in live])
+            track_sc = np.stack([tr.last_pose()[1] for tr in live])
+            track_box = np.stack([tr.last_box for tr in live])
+            iou = box_iou(track_box, boxes)
+            size = np.maximum((track_box[:, 2:] - track_box[:, :2]).max(-1), 1.0)
+            dist = keypoint_distance(track_kp, track_sc, keypoints, scores) / size[:, None]
+            allowed = (iou >= self.min_iou) | (dist < self.max_distance)
+            cost = (1 - iou) + np.minimum(dist, 10.0)
+            cost = np.where(allowed, cost, 1e6)
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols):
+                if allowed[r, c]:
+                    assigned[c] = live[r].track_id
+        for i in range(len(keypoints)):
+            if assigned[i] is None:
+                self.tracks.append(Track(len(self.tracks)))
+                assigned[i] = self.tracks[-1].track_id
+            self.tracks[assigned[i]].add(t, keypoints[i], scores[i], boxes[i])
+        return assigned  # type: ignore[return-value]
+
+    def slots(self, max_persons: int) -> list[list[Track]]:
+        """Pack tracks into at most ``max_persons`` slots, the main person first.
+
+        Tracks are taken by decreasing weight; each joins the first slot whose tracks do not
+        share a frame with it (so a person lost and found again, or a person replacing one who
+        left, reuses a slot), or opens a new slot while fewer than ``max_persons`` exist.
+        Tracks that fit nowhere are dropped. Slots are then ordered by total weight.
+        """
+        slots: list[tuple[set[int], list[Track]]] = []
+        for track in sorted(self.tracks, key=lambda tr: tr.weight, reverse=True):
+            frames = set(track.frames)
+            for used, members in slots:
+                if not used & frames:
+                    used |= frames
+                    members.append(track)
+                    break
+            else:
+                if len(slots) < max_persons:
+                    slots.append((set(frames), [track]))
+        ordered = sorted((members for _, members in slots), key=lambda m: sum(tr.weight for tr in m),
+                         reverse=True)
+        return ordered
+
+    def to_arrays(self, max_persons: int) -> tuple[np.ndarray, np.ndarray]:
+        """``keypoint (M, T, 17, 2)`` and ``keypoint_score (M, T, 17)``, float32, M >= 1.
+
+        Frames where a slot has nobody are zeros (PoseC3D's convention for a missing person).
+        """
+        slots = self.slots(max_persons)
+        m, t = max(1, len(slots)), self.num_frames
+        keypoint = np.zeros((m, t, NUM_KEYPOINTS, 2), np.float32)
+        score = np.zeros((m, t, NUM_KEYPOINTS), np.float32)
+        for s, members in enumerate(slots):
+            for track in members:
+                for f, (kp, sc) in track.frames.items():
+                    keypoint[s, f] = kp
+                    score[s, f] = sc
+        return keypoint, score
