@@ -1,0 +1,44 @@
+"""Compose: a pipeline of transforms built from OpenMMLab-style config dicts."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Iterable
+
+from posec3d.errors import ConfigError
+from posec3d.registry import TRANSFORMS
+import posec3d.data.transforms  # noqa: F401  (registers the transforms)
+
+
+def _register_optional() -> None:
+    # RGBPose transforms live in their own module; register them when it is present.
+    try:
+        importlib.import_module("posec3d.data.multimodal")
+    except ModuleNotFoundError as e:
+        if e.name != "posec3d.data.multimodal":
+            raise
+
+
+class Compose:
+    """Apply transforms in order; a transform returning None drops the sample (returns None)."""
+
+    def __init__(self, transforms: Iterable[dict | Callable]):
+        _register_optional()
+        self.transforms: list[Callable] = []
+        for t in transforms:
+            if isinstance(t, dict):
+                self.transforms.append(TRANSFORMS.build(t))
+            elif callable(t):
+                self.transforms.append(t)
+            else:
+                raise ConfigError(f"pipeline step must be a config dict or a callable, got {t!r}")
+
+    def __call__(self, results: dict) -> Any:
+        for t in self.transforms:
+            results = t(results)
+            if results is None:
+                return None
+        return results
+
+    def __repr__(self) -> str:
+        inner = ",\n    ".join(repr(t) for t in self.transforms)
+        return f"Compose([\n    {inner}\n])"

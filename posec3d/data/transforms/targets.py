@@ -1,0 +1,70 @@
+"""GeneratePoseTarget: keypoints -> pseudo-heatmap volume (SPEC §2.8)."""
+from __future__ import annotations
+
+import numpy as np
+
+from posec3d.data import skeletons as layouts
+from posec3d.data.heatmap import EPS_MMACTION2, flip_heatmaps, joint_heatmaps, limb_heatmaps
+from posec3d.errors import ConfigError
+from posec3d.registry import TRANSFORMS
+
+
+@TRANSFORMS.register()
+class GeneratePoseTarget:
+    """Draw joint (``with_kp``) or limb (``with_limb``) Gaussian maps, (T, C, H, W) float32.
+
+    ``double=True`` appends the mirrored maps (W reversed, left/right channels swapped) after the
+    originals: the test-time flip. ``scaling`` sizes the canvas relative to ``img_shape``.
+    """
+
+    def __init__(self, sigma: float = 0.6, use_score: bool = True, with_kp: bool = True,
+                 with_limb: bool = False, skeletons=None, double: bool = False,
+                 left_kp=layouts.COCO17_LEFT_KP, right_kp=layouts.COCO17_RIGHT_KP,
+                 left_limb=layouts.DEFAULT_LEFT_LIMB, right_limb=layouts.DEFAULT_RIGHT_LIMB,
+                 scaling: float = 1.0, eps: float = EPS_MMACTION2):
+        if with_kp == with_limb:
+            raise ConfigError("GeneratePoseTarget: set exactly one of with_kp / with_limb "
+                              f"(got with_kp={with_kp}, with_limb={with_limb})")
+        self.sigma = float(sigma)
+        self.use_score = use_score
+        self.with_kp = with_kp
+        self.with_limb = with_limb
+        self.skeletons = tuple(tuple(int(j) for j in limb) for limb in (skeletons or layouts.DEFAULT_LIMBS))
+        self.double = double
+        self.left_kp, self.right_kp = tuple(left_kp), tuple(right_kp)
+        self.left_limb, self.right_limb = tuple(left_limb), tuple(right_limb)
+        self.scaling = float(scaling)
+        self.eps = eps
+
+    def canvas_shape(self, img_shape) -> tuple[int, int]:
+        h, w = img_shape
+        return int(h * self.scaling + 0.5), int(w * self.scaling + 0.5)
+
+    def generate(self, keypoint: np.ndarray, score: np.ndarray | None, img_shape) -> np.ndarray:
+        """Heatmaps (T, C, H, W) [(2T, ...) with double] from (M, T, V, 2) keypoints."""
+        h, w = self.canvas_shape(img_shape)
+        # float32 copy, scaled: mmaction2 evaluates everything in float32 (SPEC §2.8).
+        kp = np.asarray(keypoint, dtype=np.float32)[..., :2]
+        if self.scaling != 1.0:
+            kp = kp * self.scaling
+        if not self.use_score:
+            score = None
+        if self.with_kp:
+            maps = joint_heatmaps(kp, score, h, w, self.sigma, self.eps)
+            left, right = self.left_kp, self.right_kp
+        else:
+            maps = limb_heatmaps(kp, score, self.skeletons, h, w, self.sigma, self.eps)
+            left, right = self.left_limb, self.right_limb
+        if self.double:
+            maps = np.concatenate([maps, flip_heatmaps(maps, left, right)], axis=0)
+        return maps
+
+    def __call__(self, results: dict) -> dict:
+        maps = self.generate(results["keypoint"], results.get("keypoint_score"), results["img_shape"])
+        key = "imgs" if "imgs" not in results else "heatmap_imgs"
+        results[key] = maps
+        return results
+
+    def __repr__(self) -> str:
+        kind = "kp" if self.with_kp else f"limb({len(self.skeletons)})"
+        return f"GeneratePoseTarget(sigma={self.sigma}, {kind}, double={self.double}, scaling={self.scaling})"
