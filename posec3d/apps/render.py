@@ -241,6 +241,10 @@ class VideoWriter:
                     self._container.mux(packet)
             self._container.close()
             if exc_type is None:
+                # mkstemp files are private (0600); give the video the usual umask permissions.
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)
                 os.replace(self._tmp, self.path)
         finally:
             if self._tmp and os.path.exists(self._tmp):
@@ -248,25 +252,12 @@ class VideoWriter:
 
 
 def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Yield the frames of a video as contiguous RGB uint8 arrays (H, W, 3), decoded with PyAV."""
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: video not found")
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as e:
-        raise VideoError(f"{path}: cannot open video ({e})") from e
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        n = 0
-        try:
-            for frame in container.decode(stream):
-                yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-                n += 1
-                if max_frames is not None and n >= max_frames:
-                    return
-        except av.FFmpegError as e:
-            raise VideoError(f"{path}: decoding failed after {n} frames ({e})") from e
+    """Yield a video's frames as contiguous RGB uint8 arrays (H, W, 3).
+
+    A thin wrapper over ``posec3d.pose.video.VideoReader`` (PyAV), so decoding has one home.
+    """
+    from posec3d.pose.video import VideoReader
+
+    with VideoReader(path, max_frames=max_frames) as reader:
+        for _, rgb in reader:
+            yield rgb

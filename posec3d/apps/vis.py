@@ -1,6 +1,176 @@
-"""`posec3d vis` (being written)."""
+"""`posec3d vis`: one MP4 per annotation sample, skeletons and label drawn over the video or a canvas."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
 import typer
+
+from posec3d.apps.render import (
+    COCO17_EDGES,
+    COCO17_LEFT,
+    COCO17_RIGHT,
+    VideoWriter,
+    draw_label_panel,
+    draw_pose,
+)
+from posec3d.errors import AnnotationError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
+CANVAS_GREY = 24  # blank canvas: near black, so the dark label box still shows its edge
+
+
+def find_video(sample: dict, video_root: str | os.PathLike | None, ann_dir: Path | None = None) -> Path | None:
+    """The sample's source video: its ``filename`` / ``file_path`` key (absolute, or relative to
+    ``video_root`` or the annotation folder), else ``<video_root>/<frame_dir>.{mp4,avi,mkv}``."""
+    roots = [Path(r) for r in (video_root, ann_dir) if r is not None]
+    for key in ("filename", "file_path"):
+        name = sample.get(key)
+        if name:
+            p = Path(name)
+            for candidate in [p] + [r / p for r in roots if not p.is_absolute()]:
+                if candidate.is_file():
+                    return candidate
+    frame_dir = sample.get("frame_dir")
+    if video_root is not None and frame_dir:
+        for ext in VIDEO_EXTENSIONS:
+            candidate = Path(video_root) / f"{frame_dir}{ext}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def output_name(sample: dict, index: int) -> str:
+    """A flat, filesystem-safe file name for a sample (``train/a b/x`` -> ``train_a b_x.mp4``)."""
+    ident = str(sample.get("frame_dir") or Path(str(sample.get("filename", ""))).stem or "")
+    safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "_", ident).strip(" ._")
+    return f"{safe or f'sample_{index:05d}'}.mp4"
+
+
+def label_lines(sample: dict, label_names: list[str] | None) -> list[str]:
+    lines = [str(sample.get("frame_dir") or sample.get("filename") or "")]
+    label = sample.get("label")
+    if label is not None and int(label) >= 0:
+        name = label_names[int(label)] if label_names and int(label) < len(label_names) else None
+        lines.append(f"{int(label)}: {name}" if name else f"label {int(label)}")
+    return [s for s in lines if s]
+
+
+def _fit(h: int, w: int, short_side: int | None) -> tuple[int, int]:
+    if not short_side or min(h, w) <= short_side:
+        return h, w
+    f = short_side / min(h, w)
+    return max(2, round(h * f / 2) * 2), max(2, round(w * f / 2) * 2)
+
+
+def _frames(video: Path | None, total: int, size: tuple[int, int], short_side: int | None
+            ) -> tuple[Iterator[np.ndarray], tuple[int, int], float | None]:
+    """(frame iterator of exactly ``total`` frames, output (h, w), video fps or None)."""
+    if video is None:
+        h, w = _fit(*size, short_side)
+        canvas = np.full((h, w, 3), CANVAS_GREY, np.uint8)
+        return (canvas for _ in range(total)), (h, w), None
+    from posec3d.pose.video import VideoReader
+
+    reader = VideoReader(video, max_frames=total, short_side=short_side)
+
+    def gen() -> Iterator[np.ndarray]:
+        last = None
+        with reader:
+            for _, rgb in reader:
+                last = rgb
+                yield rgb
+        # A video shorter than the skeleton sequence: hold its last frame.
+        for _ in range(total - reader.frames_decoded):
+            yield last
+
+    return gen(), (reader.out_height, reader.out_width), reader.fps
+
+
+def render_sample(
+    sample: dict,
+    out_path: str | os.PathLike,
+    *,
+    label_names: list[str] | None = None,
+    fps: float | None = None,
+    video_root: str | os.PathLike | None = None,
+    ann_dir: Path | None = None,
+    short_side: int | None = 540,
+    score_thr: float = 0.3,
+    progress: Callable[..., None] | None = None,
+) -> Path | None:
+    """Write one sample's skeleton video; return the source video used (None: blank canvas)."""
+    where = f"sample {sample.get('frame_dir', sample.get('filename', '?'))!r}"
+    if "keypoint" not in sample:
+        raise AnnotationError(f"{where}: has no 'keypoint' array (a K400 kpfile index?); nothing to draw")
+    kp = np.asarray(sample["keypoint"], dtype=np.float32)[..., :2]
+    num_persons, total, num_joints = kp.shape[:3]
+    scores = sample.get("keypoint_score")
+    scores = np.ones(kp.shape[:3], np.float32) if scores is None else np.asarray(scores, np.float32)
+    img_h, img_w = (int(v) for v in sample.get("img_shape") or (0, 0))
+    video = find_video(sample, video_root, ann_dir)
+    if video is None and (img_h <= 0 or img_w <= 0):
+        raise AnnotationError(f"{where}: no source video found and no img_shape for a blank canvas")
+    if img_h <= 0 or img_w <= 0:  # keypoints then are in the video's own pixels
+        from posec3d.pose.video import VideoReader
+
+        with VideoReader(video) as r:
+            img_h, img_w = r.height, r.width
+    frames, (out_h, out_w), video_fps = _frames(video, total, (img_h, img_w), short_side)
+    scale = np.array([out_w / img_w, out_h / img_h], np.float32)
+    coco = num_joints == 17
+    edges, left, right = (COCO17_EDGES, COCO17_LEFT, COCO17_RIGHT) if coco else ((), (), ())
+    lines = label_lines(sample, label_names)
+    with VideoWriter(out_path, fps=fps or video_fps or 30, width=out_w, height=out_h) as writer:
+        for t, frame in enumerate(frames):
+            drawn = draw_pose(frame, kp[:, t] * scale, scores[:, t], edges, score_thr,
+                              left=left, right=right)
+            writer.write(draw_label_panel(drawn, lines + [f"frame {t + 1}/{total}"]))
+            if progress is not None:
+                progress(advance=1)
+    return video
+
+
+def vis(
+    ann_file: Path = typer.Argument(..., help="Annotation pickle (pyskl / mmaction2 format)."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Folder for the MP4 files."),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Output frame rate (default: the source "
+                                        "video's, else 30)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Render only the first K samples."),
+    video_root: Optional[Path] = typer.Option(None, "--video-root", help="Folder of source videos "
+                                              "(<frame_dir>.mp4/.avi/.mkv, or relative 'filename's)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Only the samples of this split."),
+    short_side: int = typer.Option(540, "--short-side", help="Downscale output so its short side is at "
+                                   "most this (0: keep the full size)."),
+    score_thr: float = typer.Option(0.3, "--score-thr", help="Hide joints scoring below this."),
+) -> None:
+    """Draw skeleton videos with their label, over the original frames when the video is found."""
+    from posec3d.apps.progress import progress_bar
+    from posec3d.data.annotations import load_annotations
+    from posec3d.zoo import read_label_map
+
+    samples = load_annotations(ann_file, split=split)
+    if limit is not None:
+        samples = samples[:limit]
+    if not samples:
+        raise AnnotationError(f"{ann_file}: no samples to draw" + (f" in split {split!r}" if split else ""))
+    names = read_label_map(label_map) if label_map else None
+    total = sum(int(np.shape(s.get("keypoint", np.zeros((0, 0))))[1]) for s in samples)
+    used = 0
+    with progress_bar(total, "rendering frames") as update:
+        for i, sample in enumerate(samples):
+            source = render_sample(sample, out_dir / output_name(sample, i), label_names=names, fps=fps,
+                                   video_root=video_root, ann_dir=ann_file.resolve().parent,
+                                   short_side=short_side or None, score_thr=score_thr, progress=update)
+            used += source is not None
+    typer.echo(f"wrote {len(samples)} video(s) to {out_dir} ({used} over source video, "
+               f"{len(samples) - used} on a blank canvas)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
+    app.command("vis")(vis)
