@@ -5,20 +5,12 @@ import abc
 
 import numpy as np
 
-NUM_KEYPOINTS = 17  # COCO-17, the layout PoseC3D is trained on
-
+from posec3d.pose.geometry import NUM_KEYPOINTS, boxes_from_keypoints  # noqa: F401 (re-exported)
 
 def empty_poses() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The result for a frame with nobody in it."""
     return (np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32),
             np.zeros((0, 4), np.float32))
-
-
-def boxes_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
-    """Tight (x1, y1, x2, y2) boxes around (P, V, 2) keypoints."""
-    if len(keypoints) == 0:
-        return np.zeros((0, 4), np.float32)
-    return np.concatenate([keypoints.min(1), keypoints.max(1)], axis=1).astype(np.float32)
 
 
 class PoseEstimator(abc.ABC):

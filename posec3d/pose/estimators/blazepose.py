@@ -10,12 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from posec3d.errors import PoseC3DError
-from posec3d.pose.estimators.base import PoseEstimator, boxes_from_keypoints, check_frame, empty_poses
+from posec3d.pose.estimators.base import PoseEstimator, check_frame, empty_poses
+from posec3d.pose.geometry import box_iou, boxes_from_keypoints, keypoint_distance
 
 #: BlazePose-33 landmark index of each COCO-17 keypoint (both use the subject's left/right).
 BLAZEPOSE_TO_COCO17 = np.array([0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
 
 BUNDLED_MODELS = {"full": "pose_landmarker_full.task"}
+
+#: a second-pass pose this close to a known one is the same person found again
+DUPLICATE_IOU = 0.7
+DUPLICATE_DISTANCE = 0.1
 
 
 def bundled_model_path(name: str = "full") -> Path:
@@ -47,15 +52,20 @@ class MediaPipePose(PoseEstimator):
     ``model`` is ``"full"`` (the bundled model) or the path of a PoseLandmarker ``.task`` file.
     Scores are BlazePose landmark visibilities. Keypoints are clipped to the frame.
 
-    ``second_pass``: when fewer than ``max_persons`` people are found, run the landmarker again on
-    the frame with the found people blacked out (their segmentation masks), so a person hidden
-    behind another by the detector's non-maximum suppression still gets found. It roughly doubles
-    the cost of frames with fewer people than ``max_persons``.
+    ``second_pass`` finds people the detector misses when bodies overlap (its non-maximum
+    suppression keeps one box of a hugging pair): when fewer than ``max_persons`` people are found,
+    the landmarker runs again on the frame with the found people painted over in the frame's mean
+    colour (their segmentation masks; painting them black leaves a silhouette that is found again).
+    A pose found that way counts only if it is not a copy of a known one (box IoU below
+    ``DUPLICATE_IOU`` and mean keypoint distance above ``DUPLICATE_DISTANCE`` of the body size).
+    ``"always"`` does this on every such frame (about half the speed); ``"auto"`` (default) only
+    while the previous frame had ``max_persons`` people and on every ``probe_every``-th frame
+    otherwise, so single-person videos pay about 1/``probe_every`` of the cost; ``"off"`` never.
     """
 
     def __init__(self, model: str | os.PathLike = "full", max_persons: int = 2, *,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, second_pass: bool = False) -> None:
+                 min_tracking_confidence: float = 0.5, second_pass: str = "auto", probe_every: int = 5) -> None:
         import mediapipe  # noqa: F401  (imported here so `import posec3d.pose` stays light)
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision
@@ -67,7 +77,12 @@ class MediaPipePose(PoseEstimator):
             raise PoseC3DError(f"{path}: MediaPipe pose model not found")
         self.model_path = path
         self.max_persons = max_persons
+        if second_pass not in ("auto", "always", "off"):
+            raise ValueError(f"second_pass must be 'auto', 'always' or 'off', got {second_pass!r}")
         self.second_pass = second_pass
+        self.probe_every = probe_every
+        self._calls = 0
+        self._previous_count = 0
         self._thresholds = (min_detection_confidence, min_presence_confidence, min_tracking_confidence)
 
         def create(num_poses: int, masks: bool):
@@ -89,13 +104,13 @@ class MediaPipePose(PoseEstimator):
                     raise PoseC3DError(f"{path}: cannot load the MediaPipe pose model ({e}) "
                                        f"{' | '.join(detail)}") from None
 
-        self._landmarker = create(max_persons, second_pass)
+        self._landmarker = create(max_persons, second_pass != "off" and max_persons > 1)
         self._image_cls = mediapipe.Image
         self._srgb = mediapipe.ImageFormat.SRGB
 
     def settings(self) -> dict:
         return {**super().settings(), "model": self.model_path.name, "thresholds": self._thresholds,
-                "second_pass": self.second_pass}
+                "second_pass": self.second_pass, "probe_every": self.probe_every}
 
     def close(self) -> None:
         # Close explicitly: mediapipe 1.2.3 otherwise prints a TypeError at interpreter exit.
@@ -106,21 +121,46 @@ class MediaPipePose(PoseEstimator):
     def _detect(self, rgb: np.ndarray):
         return self._landmarker.detect(self._image_cls(image_format=self._srgb, data=rgb))
 
+    def _want_second_pass(self, found: int) -> bool:
+        if self.second_pass == "off" or not 0 < found < self.max_persons:
+            return False
+        if self.second_pass == "always":
+            return True
+        return self._previous_count >= self.max_persons or self._calls % self.probe_every == 0
+
+    def _landmarks(self, people) -> np.ndarray:
+        """(P, 33, 3) x, y normalised to [0, 1] and visibility."""
+        return np.array([[(lm.x, lm.y, lm.visibility or 0.0) for lm in person] for person in people],
+                        dtype=np.float32).reshape(len(people), 33, 3)
+
+    def _find_hidden(self, rgb: np.ndarray, result, known: np.ndarray) -> np.ndarray:
+        """Landmarks of extra people found with the known ones painted over (may be empty)."""
+        masked = rgb.copy()
+        fill = rgb.reshape(-1, 3).mean(0).astype(np.uint8)
+        for mask in result.segmentation_masks:
+            masked[np.squeeze(mask.numpy_view(), axis=-1) > 0.5] = fill
+        extra = self._landmarks(self._detect(masked).pose_landmarks)
+        if not len(extra):
+            return extra
+        shape = np.array(rgb.shape[1::-1], np.float32)
+        known_xy, extra_xy = known[..., :2] * shape, extra[..., :2] * shape
+        known_box, extra_box = boxes_from_keypoints(known_xy), boxes_from_keypoints(extra_xy)
+        size = np.maximum((known_box[:, 2:] - known_box[:, :2]).max(-1), 1.0)
+        dist = keypoint_distance(known_xy, known[..., 2], extra_xy, extra[..., 2]) / size[:, None]
+        copy = (box_iou(known_box, extra_box) > DUPLICATE_IOU) | (dist < DUPLICATE_DISTANCE)
+        return extra[~copy.any(0)][: self.max_persons - len(known)]
+
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rgb = check_frame(rgb)
         height, width = rgb.shape[:2]
         result = self._detect(rgb)
-        people = list(result.pose_landmarks)
-        if self.second_pass and 0 < len(people) < self.max_persons and result.segmentation_masks:
-            masked = rgb.copy()
-            for mask in result.segmentation_masks:
-                masked[np.squeeze(mask.numpy_view(), -1) > 0.5 if mask.numpy_view().ndim == 3 else mask.numpy_view() > 0.5] = 0
-            again = self._detect(np.ascontiguousarray(masked))
-            people += list(again.pose_landmarks)[: self.max_persons - len(people)]
-        if not people:
+        landmarks = self._landmarks(result.pose_landmarks)
+        if self._want_second_pass(len(landmarks)) and result.segmentation_masks:
+            landmarks = np.concatenate([landmarks, self._find_hidden(rgb, result, landmarks)])
+        self._calls += 1
+        self._previous_count = len(landmarks)
+        if not len(landmarks):
             return empty_poses()
-        landmarks = np.array([[(lm.x, lm.y, lm.visibility or 0.0) for lm in person] for person in people],
-                             dtype=np.float32)  # (P, 33, 3), x/y normalised to [0, 1]
         xy = landmarks[..., :2] * np.array([width, height], np.float32)
         # Landmarks of body parts outside the picture are extrapolated beyond it; keep them on the
         # border so downstream heatmaps stay inside the frame (their visibility is low anyway).
