@@ -31,6 +31,17 @@ class Compose:
                 self.transforms.append(t)
             else:
                 raise ConfigError(f"pipeline step must be a config dict or a callable, got {t!r}")
+        self._fuse_heatmap_format()
+
+    def _fuse_heatmap_format(self) -> None:
+        """Let GeneratePoseTarget write FormatShape's layout itself when FormatShape follows it:
+        the test volume is ~270 MB per sample, and every skipped copy of it counts."""
+        from posec3d.data.transforms import FormatShape, GeneratePoseTarget
+
+        for gen, fmt in zip(self.transforms, self.transforms[1:]):
+            if isinstance(gen, GeneratePoseTarget) and isinstance(fmt, FormatShape) \
+                    and fmt.input_format == "NCTHW_Heatmap":
+                gen.format_views = True
 
     def __call__(self, results: dict) -> Any:
         for t in self.transforms:

@@ -42,7 +42,10 @@ class FormatShape:
     def __call__(self, results: dict) -> dict:
         num_clips = results["num_clips"]
         if self.input_format == "NCTHW_Heatmap":
-            imgs = heatmap_views(results["imgs"], num_clips, self._clip_len(results, "Pose"))
+            if results.pop("imgs_format", None) == "NCTHW_Heatmap":
+                imgs = results["imgs"]  # GeneratePoseTarget already wrote this layout
+            else:
+                imgs = heatmap_views(results["imgs"], num_clips, self._clip_len(results, "Pose"))
         else:
             imgs = rgb_views(results["imgs"], num_clips, self._clip_len(results, "RGB"))
             if "heatmap_imgs" in results:

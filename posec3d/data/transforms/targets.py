@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from posec3d.data import skeletons as layouts
-from posec3d.data.heatmap import EPS_MMACTION2, flip_heatmaps, joint_heatmaps, limb_heatmaps
+from posec3d.data.heatmap import EPS_MMACTION2, Layout, draw_joints, draw_limbs, flip_permutation
 from posec3d.errors import ConfigError
 from posec3d.registry import TRANSFORMS
 
@@ -35,13 +35,20 @@ class GeneratePoseTarget:
         self.left_limb, self.right_limb = tuple(left_limb), tuple(right_limb)
         self.scaling = float(scaling)
         self.eps = eps
+        # Set by Compose when FormatShape('NCTHW_Heatmap') follows: write the final layout directly.
+        self.format_views = False
 
     def canvas_shape(self, img_shape) -> tuple[int, int]:
         h, w = img_shape
         return int(h * self.scaling + 0.5), int(w * self.scaling + 0.5)
 
-    def generate(self, keypoint: np.ndarray, score: np.ndarray | None, img_shape) -> np.ndarray:
-        """Heatmaps (T, C, H, W) [(2T, ...) with double] from (M, T, V, 2) keypoints."""
+    def generate(self, keypoint: np.ndarray, score: np.ndarray | None, img_shape,
+                 views: tuple[int, int] | None = None) -> np.ndarray:
+        """Heatmaps (T, C, H, W) [(2T, ...) with double] from (M, T, V, 2) keypoints.
+
+        ``views=(num_clips, clip_len)`` writes FormatShape('NCTHW_Heatmap')'s layout
+        (crops * clips, C, L, H, W) directly instead.
+        """
         h, w = self.canvas_shape(img_shape)
         # float32 copy, scaled: mmaction2 evaluates everything in float32 (SPEC §2.8).
         kp = np.asarray(keypoint, dtype=np.float32)[..., :2]
@@ -50,19 +57,31 @@ class GeneratePoseTarget:
         if not self.use_score:
             score = None
         if self.with_kp:
-            maps = joint_heatmaps(kp, score, h, w, self.sigma, self.eps)
-            left, right = self.left_kp, self.right_kp
+            channels, left, right = kp.shape[2], self.left_kp, self.right_kp
         else:
-            maps = limb_heatmaps(kp, score, self.skeletons, h, w, self.sigma, self.eps)
-            left, right = self.left_limb, self.right_limb
-        if self.double:
-            maps = np.concatenate([maps, flip_heatmaps(maps, left, right)], axis=0)
-        return maps
+            channels, left, right = len(self.skeletons), self.left_limb, self.right_limb
+        perm = flip_permutation(channels, left, right) if self.double else None
+        if views is None:
+            layout = Layout.frames(kp.shape[1], channels, h, w, perm)
+        else:
+            layout = Layout.views(views[0], views[1], channels, h, w, perm)
+        if self.with_kp:
+            draw_joints(layout, kp, score, self.sigma, self.eps)
+        else:
+            draw_limbs(layout, kp, score, self.skeletons, self.sigma, self.eps)
+        return layout.array
 
     def __call__(self, results: dict) -> dict:
-        maps = self.generate(results["keypoint"], results.get("keypoint_score"), results["img_shape"])
         key = "imgs" if "imgs" not in results else "heatmap_imgs"
-        results[key] = maps
+        views = None
+        if self.format_views and key == "imgs" and isinstance(results.get("clip_len"), int):
+            views = (results["num_clips"], results["clip_len"])
+            if views[0] * views[1] != results["keypoint"].shape[1]:
+                views = None
+        results[key] = self.generate(results["keypoint"], results.get("keypoint_score"),
+                                     results["img_shape"], views)
+        if views is not None:
+            results["imgs_format"] = "NCTHW_Heatmap"  # FormatShape has nothing left to do
         return results
 
     def __repr__(self) -> str:
