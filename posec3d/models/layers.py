@@ -1,0 +1,93 @@
+"""The conv → norm → activation block every PoseC3D backbone is made of.
+
+Its children are called ``conv`` and ``bn`` so parameter names are exactly the keys of the
+released pyskl / mmaction2 checkpoints (mmcv's ConvModule layout): ``<name>.conv.weight``,
+``<name>.bn.{weight,bias,running_mean,running_var,num_batches_tracked}``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from posec3d.errors import ConfigError
+
+Triple = int | tuple[int, int, int]
+
+
+def check_layer_cfgs(conv_cfg: dict | None, norm_cfg: dict | None, act_cfg: dict | None, where: str) -> None:
+    """Accept only the layer configs our blocks implement (Conv3d, BN3d, ReLU), else ConfigError.
+
+    Configs spell them out (``norm_cfg=dict(type='BN3d', requires_grad=True)``) even though they
+    are the defaults; anything else would silently build a different network.
+    """
+    if conv_cfg is not None and conv_cfg.get("type", "Conv3d") != "Conv3d":
+        raise ConfigError(f"{where}: conv_cfg {conv_cfg!r} is not supported (only Conv3d)")
+    if norm_cfg is not None:
+        if norm_cfg.get("type", "BN3d") not in ("BN3d", "BN", "BatchNorm3d"):
+            raise ConfigError(f"{where}: norm_cfg {norm_cfg!r} is not supported (only BN3d)")
+        if not norm_cfg.get("requires_grad", True):
+            raise ConfigError(f"{where}: norm_cfg requires_grad=False is not supported")
+    if act_cfg is not None and act_cfg.get("type", "ReLU") != "ReLU":
+        raise ConfigError(f"{where}: act_cfg {act_cfg!r} is not supported (only ReLU)")
+
+
+class ConvBnAct(nn.Sequential):
+    """Bias-free Conv3d, optional BatchNorm3d, optional ReLU (children ``conv``, ``bn``, ``relu``).
+
+    A Sequential so the forward is a flat chain that tracing, ONNX export and BN folding
+    (`fuse_conv_bn`) all see plainly.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Triple, stride: Triple = 1,
+                 padding: Triple = 0, dilation: Triple = 1, groups: int = 1, norm: bool = True,
+                 act: bool = True, bias: bool | None = None):
+        super().__init__()
+        # mmcv's ConvModule drops the conv bias whenever a norm layer follows.
+        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                              bias=(not norm) if bias is None else bias)
+        if norm:
+            self.bn = nn.BatchNorm3d(out_channels)
+        if act:
+            self.relu = nn.ReLU(inplace=True)
+
+
+class DeconvBnAct(nn.Module):
+    """ConvTranspose3d (no bias) → BN → ReLU whose output is exactly ``stride`` times the input.
+
+    The reference passes ``output_size=(N, C, s·T, s·H, s·W)`` at call time; an equivalent fixed
+    ``output_padding`` keeps the forward free of shape arithmetic (exportable).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int, int],
+                 stride: tuple[int, int, int], padding: tuple[int, int, int]):
+        super().__init__()
+        output_padding = tuple(s + 2 * p - k for s, p, k in zip(stride, padding, kernel_size))
+        if any(op < 0 or op >= s for op, s in zip(output_padding, stride)):
+            raise ConfigError(f"transposed lateral conv: kernel {kernel_size} / stride {stride} / padding "
+                              f"{padding} cannot give an output exactly stride times the input")
+        self.conv = nn.ConvTranspose3d(in_channels, out_channels, kernel_size, stride, padding,
+                                       output_padding=output_padding, bias=False)
+        self.bn = nn.BatchNorm3d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(x)))
+
+
+def as_triple(value: Triple) -> tuple[int, int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value, value)
+
+
+def init_conv_bn(module: nn.Module) -> None:
+    """SPEC §4.1 init: Conv3d kaiming-normal (fan_out, relu), bias 0; BN weight 1, bias 0.
+
+    ConvTranspose3d is deliberately left at PyTorch's default, as in the reference.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

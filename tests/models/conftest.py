@@ -1,0 +1,62 @@
+"""Fixtures for the model tests: golden checkpoints, configs and inputs from shared/golden/models."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from posec3d.models import build_model
+from posec3d.models.checkpoint import load_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_cpu():
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    yield
+
+
+@pytest.fixture(scope="session")
+def golden_models(golden):
+    return golden / "models"
+
+
+@pytest.fixture(scope="session")
+def summary(golden_models) -> dict:
+    return json.loads((golden_models / "models_summary.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def rand_inputs(golden_models) -> dict[str, np.ndarray]:
+    with np.load(golden_models / "inputs_rand.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def pipeline_inputs(golden_models) -> dict[str, np.ndarray]:
+    with np.load(golden_models / "inputs_pipeline.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def load_golden_model(golden_models, summary, name: str):
+    """The model built from the golden config, with its golden checkpoint loaded strictly."""
+    model = build_model(summary[name]["model_cfg"])
+    load_checkpoint(model, golden_models / f"{name}.pth", strict=True)
+    return model
+
+
+def golden_outputs(golden_models, name: str) -> dict[str, np.ndarray]:
+    with np.load(golden_models / f"{name}.outputs.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def golden_key_listing(golden_models, name: str) -> list[tuple[str, tuple[int, ...], str]]:
+    rows = []
+    for line in (golden_models / f"{name}.keys.txt").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape, dtype = line.split("\t")
+        rows.append((key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip()), dtype))
+    return rows
