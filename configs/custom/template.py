@@ -1,0 +1,106 @@
+# Template: train PoseC3D on your own videos. Copy this file, edit the lines marked EDIT, then
+#   posec3d train configs/custom/my_dataset.py
+#
+# 1. Make the annotation pickle (COCO-17 2D poses, one dict with 'split' and 'annotations'):
+#      posec3d build-dataset <videos list or folder> -o data/custom/my_dataset.pkl
+#    or convert existing skeletons: `posec3d convert csv|ntu-skeleton|taekwondo ... -o ...`.
+#    Check it with `posec3d info data/custom/my_dataset.pkl` and look at a few samples with
+#    `posec3d vis data/custom/my_dataset.pkl -o work_dirs/vis --limit 5 --label-map labels.txt`.
+# 2. Set num_classes, ann_file and the split names below.
+# 3. Pick a recipe:
+#    - a few hundred clips: keep X3D-shallow (0.24 M parameters, fast on CPU) and these settings;
+#    - thousands of clips: use the SlowOnly-R50 backbone below (uncomment it) and, if you can,
+#      start from the Kinetics-400 checkpoint (load_from) with lr 0.01 per 16 videos;
+#    - lr scales linearly with the total batch (videos_per_gpu x number of GPUs).
+
+num_classes = 10  # EDIT: number of lines in your label map
+
+model = dict(
+    type='Recognizer3D',
+    backbone=dict(
+        type='X3D',
+        gamma_d=1,
+        in_channels=17,       # 17 joint heatmaps (COCO-17); use 17 limbs with the limb pipeline
+        base_channels=24,
+        num_stages=3,
+        se_ratio=None,
+        use_swish=False,
+        stage_blocks=(2, 5, 3),
+        spatial_strides=(2, 2, 2)),
+    cls_head=dict(type='I3DHead', in_channels=216, num_classes=num_classes, dropout=0.5),
+    # Bigger data / K400 fine-tuning: SlowOnly-R50 with stages 3-4-6 matches the K400 checkpoint.
+    # backbone=dict(
+    #     type='ResNet3dSlowOnly', in_channels=17, base_channels=32, num_stages=3, out_indices=(2, ),
+    #     stage_blocks=(3, 4, 6), conv1_stride=(1, 1), pool1_stride=(1, 1), inflate=(0, 1, 1),
+    #     spatial_strides=(2, 2, 2), temporal_strides=(1, 1, 2)),
+    # cls_head=dict(type='I3DHead', in_channels=512, num_classes=num_classes, dropout=0.5),
+    test_cfg=dict(average_clips='prob'))
+
+dataset_type = 'PoseDataset'
+ann_file = 'data/custom/my_dataset.pkl'  # EDIT
+train_split, val_split = 'train', 'val'  # EDIT: split names in your pickle
+clip_len = 48  # frames per clip; shorter videos are looped
+left_kp = [1, 3, 5, 7, 9, 11, 13, 15]
+right_kp = [2, 4, 6, 8, 10, 12, 14, 16]
+# Other joint layouts: put dict(type='MapJoints', mappings={V: [source index or -1] * 17}) first
+# in each pipeline (see configs/msr_action3d/ and posec3d/data/skeletons.py for index maps).
+train_pipeline = [
+    dict(type='UniformSampleFrames', clip_len=clip_len),
+    dict(type='PoseDecode'),
+    dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
+    dict(type='Resize', scale=(-1, 64)),
+    dict(type='RandomResizedCrop', area_range=(0.56, 1.0)),
+    dict(type='Resize', scale=(56, 56), keep_ratio=False),
+    dict(type='Flip', flip_ratio=0.5, left_kp=left_kp, right_kp=right_kp),
+    dict(type='GeneratePoseTarget', with_kp=True, with_limb=False),
+    dict(type='FormatShape', input_format='NCTHW_Heatmap'),
+    dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
+    dict(type='ToTensor', keys=['imgs', 'label'])
+]
+val_pipeline = [
+    dict(type='UniformSampleFrames', clip_len=clip_len, num_clips=1),
+    dict(type='PoseDecode'),
+    dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=False),
+    dict(type='GeneratePoseTarget', with_kp=True, with_limb=False),
+    dict(type='FormatShape', input_format='NCTHW_Heatmap'),
+    dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
+    dict(type='ToTensor', keys=['imgs'])
+]
+# Test: 10 clips, each also flipped (20 views per video), probabilities averaged.
+test_pipeline = [
+    dict(type='UniformSampleFrames', clip_len=clip_len, num_clips=10),
+    dict(type='PoseDecode'),
+    dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
+    dict(type='Resize', scale=(64, 64), keep_ratio=False),
+    dict(type='GeneratePoseTarget', with_kp=True, with_limb=False, double=True, left_kp=left_kp,
+         right_kp=right_kp),
+    dict(type='FormatShape', input_format='NCTHW_Heatmap'),
+    dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
+    dict(type='ToTensor', keys=['imgs'])
+]
+data = dict(
+    videos_per_gpu=16,  # EDIT for your memory
+    workers_per_gpu=2,
+    test_dataloader=dict(videos_per_gpu=1),
+    train=dict(
+        type='RepeatDataset',
+        times=10,  # one "epoch" = 10 passes over the training split
+        dataset=dict(type=dataset_type, ann_file=ann_file, split=train_split, pipeline=train_pipeline)),
+    val=dict(type=dataset_type, ann_file=ann_file, split=val_split, pipeline=val_pipeline),
+    test=dict(type=dataset_type, ann_file=ann_file, split=val_split, pipeline=test_pipeline))
+
+optimizer = dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=0.0003)  # for 16 videos per step
+optimizer_config = dict(grad_clip=dict(max_norm=40, norm_type=2))
+lr_config = dict(policy='CosineAnnealing', by_epoch=False, min_lr=0)
+total_epochs = 12
+checkpoint_config = dict(interval=1)
+evaluation = dict(interval=1, metrics=['top_k_accuracy', 'mean_class_accuracy'], topk=(1, 5))
+log_config = dict(interval=20, hooks=[dict(type='TextLoggerHook')])
+log_level = 'INFO'
+# K400 fine-tuning: download
+#   https://download.openmmlab.com/mmaction/skeleton/posec3d/k400_posec3d-041f49c6.pth
+# and set load_from to its path (loaded non-strictly: the 400-way classifier is skipped).
+load_from = None
+resume_from = None
+work_dir = './work_dirs/custom/my_dataset'  # EDIT
