@@ -560,3 +560,16 @@ def find_transform(pipeline: list, *names: str) -> Config | None:
         if isinstance(t, Mapping) and t.get("type") in names:
             return t
     return None
+
+
+def config_to_text(cfg: Mapping) -> str:
+    """Python source that ``load_config`` reads back to the same (resolved) config."""
+    lines = [f"{k} = {_unwrap(v)!r}" for k, v in cfg.items() if not k.startswith("_")]
+    return "\n".join(lines) + "\n"
+
+
+def dump_config(cfg: Mapping, path: str | os.PathLike) -> None:
+    """Save the resolved config (after _base_ merging and overrides), atomically."""
+    from posec3d.files import atomic_write_text
+
+    atomic_write_text(path, config_to_text(cfg))

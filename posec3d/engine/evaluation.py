@@ -1,0 +1,67 @@
+"""Run a recognizer over an evaluation loader and gather the per-video scores from all ranks."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from posec3d.engine.distributed import DistInfo, all_gather_objects
+from posec3d.engine.loaders import Loader
+
+
+def model_inputs(batch: dict, device: torch.device) -> list[torch.Tensor]:
+    """The tensors ``forward_train`` / ``forward_test`` take, in order (RGBPose has two)."""
+    if "imgs" not in batch:
+        raise KeyError(f"batch has no 'imgs' (keys {sorted(batch)}); does the pipeline end with Collect/PackActionInputs?")
+    inputs = [batch["imgs"]]
+    if "heatmap_imgs" in batch:
+        inputs.append(batch["heatmap_imgs"])
+    return [x.to(device, non_blocking=True).float() for x in inputs]
+
+
+def batch_labels(batch: dict) -> torch.Tensor:
+    label = batch.get("label", batch.get("labels"))
+    if label is None:
+        raise KeyError("batch has no 'label'")
+    return torch.as_tensor(label).reshape(-1).long()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: Loader, dist: DistInfo, *,
+            batch_transform: Callable[[dict], dict] | None = None,
+            progress: Callable[..., None] | None = None, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (N, classes) float32, labels (N,)) in dataset order, identical on every rank."""
+    was_training = model.training
+    model.eval()
+    scores, labels = [], []
+    try:
+        for batch in loader.epoch(0):
+            if batch_transform is not None:
+                batch = batch_transform(batch)
+            with torch.autocast(dist.device.type, enabled=amp, dtype=_amp_dtype(dist.device)):
+                out = model.forward_test(*model_inputs(batch, dist.device))
+            if isinstance(out, dict):  # RGBPose: report the fused 1:1 stream
+                out = sum(out.values())
+            scores.append(out.float().cpu().numpy())
+            labels.append(batch_labels(batch).numpy())
+            if progress is not None:
+                progress(advance=len(labels[-1]) * dist.world_size)
+    finally:
+        model.train(was_training)
+    local = (np.concatenate(scores) if scores else np.zeros((0, 0), np.float32),
+             np.concatenate(labels) if labels else np.zeros(0, np.int64))
+    parts = all_gather_objects(local)
+    # EvalSampler gives rank r the indices r, r + W, r + 2W, ...: interleave back to dataset order.
+    n = sum(len(p[1]) for p in parts)
+    width = next((p[0].shape[1] for p in parts if len(p[1])), 0)
+    all_scores = np.zeros((n, width), np.float32)
+    all_labels = np.zeros(n, np.int64)
+    for r, (s, l) in enumerate(parts):
+        all_scores[r::len(parts)] = s
+        all_labels[r::len(parts)] = l
+    return all_scores, all_labels
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    return torch.float16 if device.type == "cuda" else torch.bfloat16

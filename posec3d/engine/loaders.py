@@ -1,0 +1,108 @@
+"""Datasets and data loaders from a config, for one split, single-process or distributed."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from posec3d.data.samplers import EvalSampler, TrainSampler, WorkerSeeder
+from posec3d.engine import config as C
+from posec3d.engine.distributed import DistInfo
+from posec3d.errors import ConfigError
+from posec3d.registry import DATASETS
+
+
+def _import_datasets() -> None:
+    import posec3d.data.dataset  # noqa: F401  (registers PoseDataset / RepeatDataset)
+
+
+def build_dataset(ds_cfg: Mapping, where: str = "config") -> Dataset:
+    """Build a (possibly repeated) dataset from its config dict via the DATASETS registry."""
+    _import_datasets()
+    ds_cfg = copy.deepcopy(dict(ds_cfg))
+    if ds_cfg.get("type") == "RepeatDataset":
+        inner = build_dataset(ds_cfg["dataset"], where)
+        repeat = DATASETS.get("RepeatDataset")
+        return repeat(inner, int(ds_cfg.get("times", 1)))
+    ds_cfg.pop("class_prob", None)  # the sampler's business, not the dataset's
+    if "pipeline" not in ds_cfg:
+        raise ConfigError(f"{where}: dataset {ds_cfg.get('type')!r} has no 'pipeline'")
+    return DATASETS.build(ds_cfg)
+
+
+def dataset_labels(dataset: Dataset) -> list[int]:
+    """Labels of the un-repeated dataset, in index order (for class-balanced sampling and metrics)."""
+    base = getattr(dataset, "dataset", dataset)
+    for attr in ("labels",):
+        if hasattr(base, attr):
+            return [int(x) for x in getattr(base, attr)]
+    annos = getattr(base, "annotations", None) or getattr(base, "video_infos", None)
+    if annos is None:
+        raise ConfigError(f"{type(base).__name__} exposes neither 'labels' nor 'annotations'")
+    return [int(a["label"]) for a in annos]
+
+
+def split_dataset_cfg(cfg: C.Config, split: str, ann_file: str | None = None, data_split: str | None = None,
+                      pipeline: list | None = None) -> dict:
+    """The split's dataset dict with optional overrides of annotation file, split name and pipeline."""
+    ds = copy.deepcopy(C.dataset_cfg(cfg, split))
+    inner = ds
+    while inner.get("type") == "RepeatDataset":
+        inner = inner["dataset"]
+    if ann_file:
+        inner["ann_file"] = ann_file
+    if data_split:
+        inner["split"] = data_split
+    if pipeline is not None:
+        inner["pipeline"] = pipeline
+    return ds
+
+
+@dataclass
+class Loader:
+    loader: DataLoader
+    sampler: Any
+    seeder: WorkerSeeder | None
+    dataset: Dataset
+
+    def epoch(self, epoch: int):
+        """The loader's iterator for ``epoch`` (sets sampler order and worker seeds first)."""
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        if self.seeder is not None:
+            self.seeder.epoch = epoch
+        return iter(self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def build_train_loader(cfg: C.Config, dataset: Dataset, dist: DistInfo, seed: int) -> Loader:
+    loader_cfg = C.dataloader_cfg(cfg, "train")
+    inner_cfg, times = C.unwrap_dataset(C.dataset_cfg(cfg, "train"))
+    prob = C.class_prob(cfg)
+    labels = dataset_labels(dataset) if prob is not None else None
+    if prob is not None:
+        # pyskl's class-specific sampler replaces RepeatDataset's repetition with its own.
+        num_classes = max(labels) + 1
+        if len(prob) < num_classes:
+            raise ConfigError(f"{C._where(cfg)}: class_prob has {len(prob)} entries but labels go up to {num_classes - 1}")
+    sampler = TrainSampler(len(dataset), seed=seed, rank=dist.rank, world_size=dist.world_size,
+                           labels=labels, class_prob=prob, times=times)
+    seeder = WorkerSeeder(seed, dist.rank, loader_cfg.num_workers)
+    loader = DataLoader(dataset, batch_size=loader_cfg.batch_size, sampler=sampler,
+                        num_workers=loader_cfg.num_workers, worker_init_fn=seeder,
+                        pin_memory=dist.device.type == "cuda", drop_last=False,
+                        generator=torch.Generator().manual_seed(seed),
+                        persistent_workers=False)
+    return Loader(loader, sampler, seeder, dataset)
+
+
+def build_eval_loader(dataset: Dataset, dist: DistInfo, batch_size: int, num_workers: int) -> Loader:
+    sampler = EvalSampler(len(dataset), dist.rank, dist.world_size)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        pin_memory=dist.device.type == "cuda")
+    return Loader(loader, sampler, None, dataset)

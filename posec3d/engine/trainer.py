@@ -1,0 +1,317 @@
+"""The training loop: one function, read top to bottom (SPEC §5's recipe).
+
+    setup → data → model → optimizer → (resume | load_from) → for each epoch:
+        for each batch: lr from the schedule, forward, NaN check, backward, clip, step, log
+        checkpoint (latest / epoch_N / best), validate, log
+    → curves.png, confusion_matrix.png
+
+Launch with ``posec3d train`` (one process) or ``torchrun --nproc-per-node N -m posec3d train``
+(DDP: each rank sees its stride of the epoch's permutation; only rank 0 writes files).
+Resume is bitwise on CPU with ``deterministic=True``: the sampler order and the data RNGs depend
+only on ``seed + epoch``, the LR only on the iteration, and model/optimizer/scaler/RNG states are
+restored from the end of the last finished epoch (a run killed mid-epoch replays that epoch).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from posec3d.engine import config as C
+from posec3d.engine import distributed as D
+from posec3d.engine.checkpoints import (find_latest, prune_epoch_checkpoints, restore_rng, resume_state,
+                                        save_training_checkpoint)
+from posec3d.engine.evaluation import _amp_dtype, batch_labels, model_inputs, predict
+from posec3d.engine.loaders import build_dataset, build_eval_loader, build_train_loader, split_dataset_cfg
+from posec3d.engine.logging import MetricsLog
+from posec3d.engine.metrics import confusion_matrix, evaluate
+from posec3d.engine.schedule import LRSchedule
+from posec3d.errors import CheckpointError, ConfigError, PoseC3DError
+
+
+class TrainingDiverged(PoseC3DError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    work_dir: Path
+    epochs: int
+    iterations: int
+    best: dict | None = None
+    last_val: dict | None = None
+    history: list = field(default_factory=list)
+
+
+class TrainStep(nn.Module):
+    """Wraps ``forward_train`` as ``forward`` so DDP sees (and syncs) the training computation."""
+
+    def __init__(self, recognizer: nn.Module):
+        super().__init__()
+        self.recognizer = recognizer
+
+    def forward(self, *inputs_and_labels: torch.Tensor) -> dict:
+        return self.recognizer.forward_train(*inputs_and_labels)
+
+
+def build_optimizer(model: nn.Module, opt_cfg: dict) -> torch.optim.Optimizer:
+    """SGD (SPEC §5: momentum, weight decay on all parameters) or Adam/AdamW, on trainable params."""
+    opt_cfg = dict(opt_cfg)
+    kind = opt_cfg.pop("type", "SGD")
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen stages stay out
+    known = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+    if kind not in known:
+        raise ConfigError(f"optimizer type {kind!r} is not supported ({', '.join(known)})")
+    opt_cfg.pop("paramwise_cfg", None)
+    try:
+        return known[kind](params, **opt_cfg)
+    except TypeError as e:
+        raise ConfigError(f"optimizer {kind}: {e}") from None
+
+
+def batch_transform_for(cfg: C.Config, split: str, device: torch.device) -> Callable[[dict], dict] | None:
+    """With ``heatmap_on='batch'`` the loader stops before heatmaps and this draws them on ``device``."""
+    if C.heatmap_on(cfg) == "loader":
+        return None
+    from posec3d.data.heatmap_torch import BatchHeatmaps
+
+    return BatchHeatmaps.from_pipeline(C.pipeline_cfg(cfg, split), device=device)
+
+
+def loader_pipeline(cfg: C.Config, split: str) -> list | None:
+    """The per-sample pipeline the loader runs (shortened when heatmaps move into the batch)."""
+    if C.heatmap_on(cfg) == "loader":
+        return None
+    from posec3d.data.heatmap_torch import loader_part
+
+    return loader_part(C.pipeline_cfg(cfg, split))
+
+
+def set_deterministic(enabled: bool) -> None:
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def _seed_main_process_data_rngs(seed: int) -> None:
+    """Loader work done in this process (num_workers=0) draws from numpy / random: seed per epoch."""
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: str | bool | None = None,
+          load_from: str | None = None, validate: bool = False, seed: int | None = None,
+          deterministic: bool = False, amp: bool = False, device: str | None = None,
+          progress: Callable[..., None] | None = None, echo: Callable[[str], None] = print) -> TrainResult:
+    """Train the config's model; returns where things are and the best validation metrics."""
+    # ---- setup --------------------------------------------------------------------------------
+    dist = D.setup(device)
+    work_dir = Path(work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(C._where(cfg)).stem)
+    main = dist.is_main
+    if main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        C.dump_config(cfg, work_dir / "config.py")
+    say = echo if main else (lambda _msg: None)
+    set_deterministic(deterministic)
+
+    resume = resume if resume is not None else C.resume_from(cfg)
+    resume_path = None
+    if resume:
+        resume_path = Path(resume) if isinstance(resume, (str, os.PathLike)) else find_latest(work_dir)
+        if resume_path is None:
+            say(f"--resume: no checkpoint in {work_dir} yet; starting from scratch")
+    state = resume_state(resume_path) if resume_path else None
+    if state is not None:
+        seed = int(state["meta"].get("seed", 0))
+    elif seed is None:
+        seed = C.seed(cfg)
+    if seed is None:  # a fresh random seed, the same on every rank
+        seed = D.broadcast_object(random.SystemRandom().randrange(2**31))
+    torch.manual_seed(seed + dist.rank)
+    _seed_main_process_data_rngs(seed)
+
+    # ---- data ---------------------------------------------------------------------------------
+    train_set = build_dataset(split_dataset_cfg(cfg, "train", pipeline=loader_pipeline(cfg, "train")),
+                              C._where(cfg))
+    train_loader = build_train_loader(cfg, train_set, dist, seed)
+    train_transform = batch_transform_for(cfg, "train", dist.device)
+    val_loader = val_transform = None
+    if validate:
+        val_set = build_dataset(split_dataset_cfg(cfg, "val", pipeline=loader_pipeline(cfg, "val")), C._where(cfg))
+        val_loader = build_eval_loader(val_set, dist, C.batch_size(cfg, "val"), C.num_workers(cfg, "val"))
+        val_transform = batch_transform_for(cfg, "val", dist.device)
+
+    # ---- model and optimizer ------------------------------------------------------------------
+    from posec3d.models import build_model
+    from posec3d.models.checkpoint import load_checkpoint
+
+    model = build_model(C.model_cfg(cfg)).to(dist.device)
+    if cfg.get("sync_bn") and dist.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_optimizer(model, C.optimizer_cfg(cfg))
+    clip = C.grad_clip_cfg(cfg)
+    max_epochs = C.total_epochs(cfg)
+    iters_per_epoch = len(train_loader)
+    schedule = LRSchedule(C.lr_schedule_cfg(cfg), C.optimizer_cfg(cfg)["lr"], iters_per_epoch, max_epochs)
+    use_scaler = amp and dist.device.type == "cuda"  # bf16 autocast on CPU needs no loss scaling
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+
+    # ---- resume or fine-tune ------------------------------------------------------------------
+    start_epoch, iteration, best = 0, 0, None
+    if state is not None:
+        from posec3d.models.checkpoint import load_state
+
+        load_state(model, state["state_dict"], strict=True, source=f"checkpoint {resume_path}")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{resume_path}: optimizer state does not fit this config ({e})") from None
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        if "rng" in state:
+            restore_rng(state["rng"])
+        start_epoch, iteration = int(state["meta"]["epoch"]), int(state["meta"]["iter"])
+        best = state["meta"].get("best")
+        say(f"resumed from {resume_path} at epoch {start_epoch}, iteration {iteration}")
+    else:
+        load_from = load_from or C.load_from(cfg)
+        if load_from:
+            load_checkpoint(model, load_from, strict=False)  # a classifier of another size is skipped
+            say(f"loaded weights from {load_from} (fine-tuning)")
+    del state
+
+    step_model = TrainStep(model)
+    if dist.distributed:
+        step_model = nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
+            find_unused_parameters=bool(cfg.get("find_unused_parameters", False)))
+
+    log = MetricsLog(work_dir, enabled=main, resume_iter=iteration if start_epoch else None, echo=say)
+    ck = C.checkpoint_cfg(cfg)
+    log_every = C.log_interval(cfg)
+    config_text = C.config_to_text(cfg)
+    last_val, best_scores = None, None
+    total_iters = iters_per_epoch * max_epochs
+    if progress is not None:
+        progress(advance=iteration, total=total_iters)
+    say(f"training {max_epochs} epochs x {iters_per_epoch} iterations, {dist.world_size} process(es), "
+        f"batch {C.batch_size(cfg, 'train')} per process, seed {seed}, work dir {work_dir}")
+
+    # ---- epochs -------------------------------------------------------------------------------
+    for epoch in range(start_epoch, max_epochs):
+        model.train()
+        _seed_main_process_data_rngs(seed + epoch)
+        data_time = compute_time = 0.0
+        loss_sum, loss_count = 0.0, 0
+        tick = time.perf_counter()
+        for batch in train_loader.epoch(epoch):
+            if train_transform is not None:
+                batch = train_transform(batch)
+            inputs, labels = model_inputs(batch, dist.device), batch_labels(batch).to(dist.device)
+            loaded = time.perf_counter()
+            data_time += loaded - tick
+
+            lr = schedule.lr_at(iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(dist.device.type, enabled=amp, dtype=_amp_dtype(dist.device)):
+                losses = step_model(*inputs, labels)
+            loss = sum(v for k, v in losses.items() if "loss" in k)
+            if not _all_finite(loss, dist):
+                _write_log_safely(log)
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, iteration {iteration + 1} (lr {lr:.4g}); "
+                    f"stopping. The last good checkpoint is {find_latest(work_dir) or 'none (first epoch)'}. "
+                    "Try a lower lr or check the data.")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip.max_norm, norm_type=clip.norm_type)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            iteration += 1
+            tick = time.perf_counter()
+            compute_time += tick - loaded
+
+            loss_sum += loss.item()
+            loss_count += 1
+            fields = {"loss": loss.item(), "lr": lr,
+                      "data": data_time / max(data_time + compute_time, 1e-9)}
+            if progress is not None:
+                progress(advance=1, epoch=f"{epoch + 1}/{max_epochs}", **fields)
+            if iteration % log_every == 0 or iteration == iters_per_epoch * (epoch + 1):
+                log.log({"mode": "train", "epoch": epoch + 1, "iter": iteration, "loss": loss.item(), "lr": lr,
+                         "data_time": data_time, "compute_time": compute_time,
+                         **{k: float(v) for k, v in losses.items() if k != "loss_cls"}}, flush=False)
+
+        # ---- end of epoch: validate, then checkpoint (so best.pth and meta['best'] agree) -------
+        record = {"mode": "epoch", "epoch": epoch + 1, "iter": iteration,
+                  "loss": D.all_reduce_mean(loss_sum / max(loss_count, 1), dist.device),
+                  "data_wait_fraction": data_time / max(data_time + compute_time, 1e-9)}
+        log.log(record, flush=False)
+        is_best = False
+        if val_loader is not None and (epoch + 1) % C.val_interval(cfg) == 0:
+            scores, labels = predict(model, val_loader, dist, batch_transform=val_transform, amp=amp)
+            last_val = {"epoch": epoch + 1, **evaluate(scores, labels)}
+            log.log({"mode": "val", "iter": iteration, **last_val}, flush=False)
+            say(f"epoch {epoch + 1}: val top1 {last_val['top1']:.4f} top5 {last_val['top5']:.4f} "
+                f"mean_class {last_val['mean_class_accuracy']:.4f}")
+            if best is None or last_val["top1"] > best["top1"]:
+                best, is_best = dict(last_val), True
+                best_scores = (scores, labels)
+        if main:
+            save_args = dict(epoch=epoch + 1, iteration=iteration, seed=seed, config_text=config_text,
+                             extra_meta={"best": best, "world_size": dist.world_size})
+            save_training_checkpoint(work_dir / "latest.pth", model, optimizer, scaler, **save_args)
+            if (epoch + 1) % ck.interval == 0 or epoch + 1 == max_epochs:
+                save_training_checkpoint(work_dir / f"epoch_{epoch + 1}.pth", model, optimizer, scaler, **save_args)
+                prune_epoch_checkpoints(work_dir, ck.max_keep_ckpts)
+            if is_best:
+                save_training_checkpoint(work_dir / "best.pth", model, optimizer, scaler, **save_args)
+        log.flush()
+        D.barrier()
+
+    # ---- the end: figures ---------------------------------------------------------------------
+    if main:
+        from posec3d.engine.plots import plot_confusion, plot_curves
+
+        plot_curves(log.records, work_dir / "curves.png")
+        if best_scores is not None:
+            scores, labels = best_scores
+            cm = confusion_matrix(scores.argmax(1), labels, max(scores.shape[1], int(labels.max()) + 1))
+            plot_confusion(cm, work_dir / "confusion_matrix.png",
+                           title=f"validation, best epoch {best['epoch']} (top1 {best['top1']:.3f})")
+    log.close()
+    return TrainResult(work_dir, max_epochs, iteration, best, last_val, log.records)
+
+
+def _all_finite(loss: torch.Tensor, dist: D.DistInfo) -> bool:
+    """True when the loss is finite on every rank (so all ranks stop together)."""
+    ok = torch.tensor([1.0 if bool(torch.isfinite(loss.detach()).all()) else 0.0], device=dist.device)
+    if dist.distributed:
+        torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+    return bool(ok.item() > 0)
+
+
+def _write_log_safely(log: MetricsLog) -> None:
+    try:
+        log.flush()
+    except OSError:
+        pass
