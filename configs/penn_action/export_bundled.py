@@ -1,0 +1,51 @@
+"""Package a trained Penn Action model as the bundled ``penn-action`` model (``posec3d/zoo/penn_action/``).
+
+``python configs/penn_action/export_bundled.py work_dirs/penn_action/<run>/best.pth [--notes "..."]``
+
+Keeps the weights only (fp32 state_dict + a small meta; no optimizer state) and copies the config
+and the label map next to them, with the ``model.json`` manifest that ``posec3d.zoo`` reads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from posec3d import __version__
+from posec3d.files import atomic_write_text
+from posec3d.models.checkpoint import read_checkpoint, save_checkpoint
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+ZOO = REPO / "posec3d/zoo/penn_action"
+LABEL_MAP = REPO.parent / "shared/data/datasets/penn_action/label_map_penn_action.txt"
+CONFIG = HERE / "x3d_shallow_penn_action.py"
+DESCRIPTION = ("X3D-shallow PoseC3D, 15 Penn Action classes, COCO-17 input (MediaPipe or Penn GT13 via "
+               "MapJoints), 24 frames x 32x32 heatmaps")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--notes", default="", help="How it was trained (split, epochs, validation top-1).")
+    args = parser.parse_args()
+
+    ckpt = read_checkpoint(args.checkpoint)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    old_meta = ckpt.get("meta") or {}
+    meta = {"name": "penn-action", "posec3d_version": __version__, "config": CONFIG.name,
+            "epoch": old_meta.get("epoch"), "iter": old_meta.get("iter"), "notes": args.notes}
+    ZOO.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(ZOO / "penn_action_x3d_shallow.pth", state, meta=meta)
+    shutil.copyfile(CONFIG, ZOO / "config.py")
+    shutil.copyfile(LABEL_MAP, ZOO / "label_map.txt")
+    manifest = {"name": "penn-action", "description": DESCRIPTION, "config": "config.py",
+                "checkpoint": "penn_action_x3d_shallow.pth", "label_map": "label_map.txt", "notes": args.notes}
+    atomic_write_text(ZOO / "model.json", json.dumps(manifest, indent=2) + "\n")
+    size = (ZOO / "penn_action_x3d_shallow.pth").stat().st_size
+    print(f"wrote {ZOO} (checkpoint {size / 2**20:.2f} MB, {len(state)} tensors)")
+
+
+if __name__ == "__main__":
+    main()
