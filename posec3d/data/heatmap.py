@@ -170,26 +170,31 @@ def draw_limbs(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
 
 
 def _segment_cells(f: dict, two_s2: np.float32):
-    """Cells of a chunk of limb windows, evaluated on a grid padded to the chunk's largest window."""
+    """Cells of a chunk of limb windows, evaluated on a grid padded to the chunk's largest window.
+
+    Coordinates are taken relative to endpoint a, so the per-axis parts are computed on (N, X) and
+    (N, Y) arrays and only combined on the (N, Y, X) grid.
+    """
     gx = np.arange(int(f["wx"].max()))
     gy = np.arange(int(f["wy"].max()))
     xs = f["x0"][:, None] + gx  # (N, X)
     ys = f["y0"][:, None] + gy  # (N, Y)
-    valid = (gy[None, :, None] < f["wy"][:, None, None]) & (gx[None, None, :] < f["wx"][:, None, None])
-    item, iy, ix = np.nonzero(valid)
-    a, b = f["a"][item], f["b"][item]  # (K, 2) float32
-    x = xs[item, ix].astype(np.float32)
-    y = ys[item, iy].astype(np.float32)
-    d2a = np.square(x - a[:, 0]) + np.square(y - a[:, 1])
-    d2b = np.square(x - b[:, 0]) + np.square(y - b[:, 1])
-    d2ab = f["d2ab"][item]
+    a, b = f["a"], f["b"]
+    dx = (xs.astype(np.float32) - a[:, 0:1])[:, None, :]  # (N, 1, X)
+    dy = (ys.astype(np.float32) - a[:, 1:2])[:, :, None]  # (N, Y, 1)
+    ex = (b[:, 0] - a[:, 0])[:, None, None]
+    ey = (b[:, 1] - a[:, 1])[:, None, None]
+    d2a = np.square(dx) + np.square(dy)
+    d2b = np.square(dx - ex) + np.square(dy - ey)
+    d2ab = f["d2ab"][:, None, None]
     proj = (d2a - d2b + d2ab) / np.float32(2) / d2ab
     # Squared distance to the projection a + t (b - a), used where 0 < t < 1.
-    d2seg = np.square(x - (a[:, 0] + proj * (b[:, 0] - a[:, 0]))) + \
-        np.square(y - (a[:, 1] + proj * (b[:, 1] - a[:, 1])))
-    d2 = np.where(proj <= 0, d2a, np.where(proj >= 1, d2b, d2seg))
-    vals = np.exp(-d2 / two_s2) * f["value"][item]
-    return item, ys[item, iy], xs[item, ix], vals
+    d2 = np.square(dx - proj * ex) + np.square(dy - proj * ey)
+    d2 = np.where(proj <= 0, d2a, np.where(proj >= 1, d2b, d2))
+    vals = np.exp(d2 / -two_s2)
+    valid = (gy[None, :, None] < f["wy"][:, None, None]) & (gx[None, None, :] < f["wx"][:, None, None])
+    item, iy, ix = np.nonzero(valid)
+    return item, ys[item, iy], xs[item, ix], vals[valid] * f["value"][item]
 
 
 def joint_heatmaps(keypoint: np.ndarray, score: np.ndarray | None, h: int, w: int,

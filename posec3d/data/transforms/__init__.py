@@ -6,11 +6,11 @@ pyskl and mmaction2 names.
 from posec3d.data.transforms.sampling import DecompressPose, PoseDecode, UniformSampleFrames
 from posec3d.data.transforms.geometry import CenterCrop, Flip, PoseCompact, RandomResizedCrop, Resize
 from posec3d.data.transforms.targets import GeneratePoseTarget
-from posec3d.data.transforms.formatting import Collect, FormatShape, PackActionInputs, ToTensor
+from posec3d.data.transforms.formatting import Collect, FormatShape, PackActionInputs, PackPoses, ToTensor
 from posec3d.data.transforms.joints import MapJoints
 
 __all__ = [
     "UniformSampleFrames", "PoseDecode", "DecompressPose", "PoseCompact", "Resize",
     "RandomResizedCrop", "CenterCrop", "Flip", "GeneratePoseTarget", "FormatShape", "Collect",
-    "ToTensor", "PackActionInputs", "MapJoints",
+    "ToTensor", "PackActionInputs", "PackPoses", "MapJoints",
 ]

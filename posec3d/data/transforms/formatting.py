@@ -130,3 +130,38 @@ class PackActionInputs:
         if self.meta_keys:
             out["meta"] = {k: results[k] for k in self.meta_keys if k in results}
         return out
+
+
+@TRANSFORMS.register()
+class PackPoses:
+    """End of a loader pipeline whose heatmaps are drawn later, batched (``BatchHeatmaps``).
+
+    Packs ``keypoint`` (max_persons, T, V, 2), ``keypoint_score`` (max_persons, T, V) and
+    ``person_mask`` (max_persons,) as tensors of a fixed size (padded with zeros), ``img_shape``
+    (2,), ``num_clips`` and ``label``. A sample with more persons keeps the ``max_persons`` with
+    the highest total score (persons are max-combined, so this only drops the weakest).
+    """
+
+    def __init__(self, max_persons: int = 2):
+        self.max_persons = int(max_persons)
+
+    def __call__(self, results: dict) -> dict:
+        kp = np.asarray(results["keypoint"], np.float32)[..., :2]
+        score = results.get("keypoint_score")
+        score = np.ones(kp.shape[:-1], np.float32) if score is None else np.asarray(score, np.float32)
+        m = kp.shape[0]
+        if m > self.max_persons:
+            keep = np.sort(np.argsort(-score.sum(axis=(1, 2)), kind="stable")[: self.max_persons])
+            kp, score, m = kp[keep], score[keep], self.max_persons
+        pad_kp = np.zeros((self.max_persons,) + kp.shape[1:], np.float32)
+        pad_score = np.zeros((self.max_persons,) + score.shape[1:], np.float32)
+        pad_kp[:m], pad_score[:m] = kp, score
+        mask = np.zeros(self.max_persons, bool)
+        mask[:m] = True
+        out = dict(keypoint=torch.from_numpy(pad_kp), keypoint_score=torch.from_numpy(pad_score),
+                   person_mask=torch.from_numpy(mask),
+                   img_shape=torch.tensor([int(v) for v in results["img_shape"]]),
+                   num_clips=int(results.get("num_clips", 1)))
+        if "label" in results:
+            out["label"] = int(results["label"])
+        return out
