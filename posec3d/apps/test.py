@@ -11,6 +11,7 @@ import typer
 def test(
     config: Optional[str] = typer.Argument(None, help="Config file (omit with --model)."),
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint to evaluate (omit with --model)."),
+    extra: Optional[List[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="More --cfg-options items."),
     model: Optional[str] = typer.Option(None, "--model", help="A bundled model name instead of CONFIG CHECKPOINT."),
     ann_file: Optional[str] = typer.Option(None, "--ann-file", help="Annotation file (default: the config's)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split of the annotation file (default: the config's)."),
@@ -27,13 +28,15 @@ def test(
 ) -> None:
     """Test a model: top-1, top-5 and mean class accuracy over the test split."""
     from posec3d.apps.progress import progress_bar
-    from posec3d.apps.train import _split_options
+    from posec3d.apps.train import split_extra
     from posec3d.engine import distributed as D
     from posec3d.engine.config import load_config
     from posec3d.engine.tester import dump_scores, test as run
     from posec3d.errors import ConfigError
     from posec3d.files import atomic_write_text
 
+    if model and checkpoint is None and config is not None and "=" in config:
+        extra, config = [config, *(extra or [])], None  # `--model NAME --cfg-options a=1 b=2`
     if model:
         if config or checkpoint:
             raise ConfigError("give either --model NAME or CONFIG CHECKPOINT, not both")
@@ -43,7 +46,10 @@ def test(
         config, checkpoint = str(bundled.config), str(bundled.checkpoint)
     elif not (config and checkpoint):
         raise ConfigError("posec3d test needs CONFIG and CHECKPOINT (or --model NAME)")
-    cfg = load_config(config, _split_options(cfg_options))
+    options, positional = split_extra(extra, cfg_options)
+    if positional:
+        raise ConfigError(f"unexpected arguments {positional!r}")
+    cfg = load_config(config, options)
     is_main = int(os.environ.get("RANK", "0")) == 0
     try:
         with progress_bar(None, "test", disable=not is_main) as update:

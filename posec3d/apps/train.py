@@ -8,11 +8,13 @@ import typer
 
 def train(
     config: str = typer.Argument(..., help="Config file (pyskl or mmaction2 layout)."),
+    extra: Optional[List[str]] = typer.Argument(None, metavar="[CKPT] [KEY=VALUE]...", help="With --resume: "
+                                                "the checkpoint to resume from (default: the work dir's latest); "
+                                                "KEY=VALUE items continue --cfg-options."),
     work_dir: Optional[str] = typer.Option(None, "--work-dir", help="Where checkpoints and logs go "
                                            "(default: the config's work_dir, else work_dirs/<config name>)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Resume from this checkpoint; give 'auto' "
-                                         "(or the flag alone) for the work dir's latest.pth.",
-                                         flag_value="auto", is_flag=False),
+    resume: bool = typer.Option(False, "--resume", help="Resume: `--resume` alone takes the work dir's "
+                                "latest.pth, `--resume CKPT` that checkpoint."),
     load_from: Optional[str] = typer.Option(None, "--load-from", help="Fine-tune from these weights (pyskl, "
                                             "mmaction2 or ours); a classifier of another size is skipped."),
     validate: bool = typer.Option(False, "--validate", help="Evaluate on the val split after every epoch."),
@@ -30,9 +32,19 @@ def train(
     from posec3d.engine.config import load_config
     from posec3d.engine.trainer import train as run
 
-    cfg = load_config(config, _split_options(cfg_options))
+    from posec3d.errors import ConfigError
+
+    options, positional = split_extra(extra, cfg_options)
+    if len(positional) > 1:
+        raise ConfigError(f"unexpected arguments {positional[1:]!r}")
+    resume_checkpoint = positional[0] if positional else None
+    if resume_checkpoint and config.endswith(".pth") and resume_checkpoint.endswith(".py"):
+        config, resume_checkpoint = resume_checkpoint, config  # `train --resume CKPT CONFIG`
+    if resume_checkpoint and not resume:
+        raise ConfigError(f"unexpected argument {resume_checkpoint!r} (did you mean --resume {resume_checkpoint}?)")
+    cfg = load_config(config, options)
     is_main = int(__import__("os").environ.get("RANK", "0")) == 0
-    resume_arg = True if resume == "auto" else resume
+    resume_arg = (resume_checkpoint or True) if resume else None
     try:
         with progress_bar(None, "train", disable=not is_main) as update:
             result = run(cfg, work_dir, resume=resume_arg, load_from=load_from, validate=validate, seed=seed,
@@ -47,14 +59,18 @@ def train(
         typer.echo(msg)
 
 
-def _split_options(options: list[str] | None) -> list[str]:
-    """Accept `--cfg-options a=1 --cfg-options b=2` and `--cfg-options "a=1 b=2"`."""
-    out: list[str] = []
-    for item in options or []:
+def split_extra(extra: list[str] | None, cfg_options: list[str] | None) -> tuple[list[str], list[str]]:
+    """(cfg options, other positionals). mmcv's `--cfg-options a=1 b=2` leaves `b=2` as a
+    positional here (typer options take one value), so KEY=VALUE positionals join the options."""
+    options: list[str] = []
+    for item in cfg_options or []:
         parts = item.split()
-        # A value may itself contain spaces inside brackets; only split where every part is key=value.
-        out.extend(parts if all("=" in p for p in parts) else [item])
-    return out
+        # A value may contain spaces inside brackets; split only where every part is key=value.
+        options.extend(parts if all("=" in p for p in parts) else [item])
+    positional = []
+    for item in extra or []:
+        (options if "=" in item and not item.endswith((".pth", ".pt")) else positional).append(item)
+    return options, positional
 
 
 def register(app: typer.Typer) -> None:

@@ -77,22 +77,42 @@ def build_optimizer(model: nn.Module, opt_cfg: dict) -> torch.optim.Optimizer:
         raise ConfigError(f"optimizer {kind}: {e}") from None
 
 
+class BatchHeatmapStep:
+    """``heatmap_on='batch'``: draws the heatmaps of a collated ``PackPoses`` batch on the device."""
+
+    def __init__(self, heatmaps: nn.Module, device: torch.device):
+        self.heatmaps, self.device = heatmaps, device
+
+    def __call__(self, batch: dict) -> dict:
+        dev = self.device
+        num_clips = int(torch.as_tensor(batch["num_clips"]).reshape(-1)[0])
+        imgs = self.heatmaps(batch["keypoint"].to(dev, non_blocking=True),
+                             batch["keypoint_score"].to(dev, non_blocking=True), batch["img_shape"],
+                             batch["person_mask"].to(dev, non_blocking=True), num_clips=num_clips)
+        out = {"imgs": imgs}
+        if "label" in batch:
+            out["label"] = batch["label"]
+        return out
+
+
+def _split(cfg: C.Config, split: str):
+    from posec3d.data.heatmap_torch import split_pipeline
+
+    return split_pipeline(C.pipeline_cfg(cfg, split), max_persons=int(cfg.get("max_persons", 2)))
+
+
 def batch_transform_for(cfg: C.Config, split: str, device: torch.device) -> Callable[[dict], dict] | None:
     """With ``heatmap_on='batch'`` the loader stops before heatmaps and this draws them on ``device``."""
     if C.heatmap_on(cfg) == "loader":
         return None
-    from posec3d.data.heatmap_torch import BatchHeatmaps
-
-    return BatchHeatmaps.from_pipeline(C.pipeline_cfg(cfg, split), device=device)
+    return BatchHeatmapStep(_split(cfg, split)[1], device)
 
 
 def loader_pipeline(cfg: C.Config, split: str) -> list | None:
     """The per-sample pipeline the loader runs (shortened when heatmaps move into the batch)."""
     if C.heatmap_on(cfg) == "loader":
         return None
-    from posec3d.data.heatmap_torch import loader_part
-
-    return loader_part(C.pipeline_cfg(cfg, split))
+    return _split(cfg, split)[0]
 
 
 def set_deterministic(enabled: bool) -> None:
