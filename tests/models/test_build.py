@@ -1,0 +1,122 @@
+"""Building models from pyskl and mmaction2 config spellings; init; BN folding."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from posec3d.errors import ConfigError
+from posec3d.models import build_model, fuse_conv_bn
+
+from .conftest import load_golden_model
+
+# pyskl's own config dicts (configs/posec3d/*/joint.py), spelled the pyskl way.
+PYSKL_SLOWONLY = dict(
+    type="Recognizer3D",
+    backbone=dict(type="ResNet3dSlowOnly", in_channels=17, base_channels=32, num_stages=3, out_indices=(2,),
+                  stage_blocks=(4, 6, 3), conv1_stride=(1, 1), pool1_stride=(1, 1), inflate=(0, 1, 1),
+                  spatial_strides=(2, 2, 2), temporal_strides=(1, 1, 2)),
+    cls_head=dict(type="I3DHead", in_channels=512, num_classes=60, dropout=0.5),
+    test_cfg=dict(average_clips="prob"))
+PYSKL_C3D = dict(type="Recognizer3D",
+                 backbone=dict(type="C3D", in_channels=17, base_channels=32, num_stages=3, temporal_downsample=False),
+                 cls_head=dict(type="I3DHead", in_channels=256, num_classes=60, dropout=0.5),
+                 test_cfg=dict(average_clips="prob"))
+PYSKL_X3D = dict(type="Recognizer3D",
+                 backbone=dict(type="X3D", gamma_d=1, in_channels=17, base_channels=24, num_stages=3, se_ratio=None,
+                               use_swish=False, stage_blocks=(2, 5, 3), spatial_strides=(2, 2, 2)),
+                 cls_head=dict(type="I3DHead", in_channels=216, num_classes=60, dropout=0.5),
+                 test_cfg=dict(average_clips="prob"))
+
+
+@pytest.mark.parametrize("pyskl_cfg, golden_name", [
+    (PYSKL_SLOWONLY, "slowonly_r50_ntu60_xsub_keypoint"),
+    (PYSKL_C3D, "c3d_light_ntu60_xsub_joint"),
+    (PYSKL_X3D, "x3d_shallow_ntu60_xsub_joint"),
+])
+def test_pyskl_spelling_builds_the_same_network(golden_models, summary, pyskl_cfg, golden_name):
+    """The pyskl config loads the golden checkpoint strictly and computes the same logits."""
+    ours = build_model(dict(model=pyskl_cfg))  # a whole config dict works too
+    reference = load_golden_model(golden_models, summary, golden_name).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    ours.eval()
+    assert ours.average_clips == "prob" and ours.num_classes == 60
+    x = torch.rand(1, 17, 8, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(ours(x), reference(x))
+
+
+def test_mmaction2_spelling_with_harmless_keys_and_test_cfg(summary):
+    cfg = copy.deepcopy(summary["slowonly_r50_ntu60_xsub_keypoint"]["model_cfg"])
+    cfg["backbone"].update(norm_cfg=dict(type="BN3d", requires_grad=True), act_cfg=dict(type="ReLU", inplace=True),
+                           conv_cfg=dict(type="Conv3d"), norm_eval=False, frozen_stages=-1)
+    cfg["cls_head"].update(spatial_type="avg", init_std=0.01, loss_cls=dict(type="CrossEntropyLoss"))
+    cfg.update(train_cfg=None, test_cfg=dict(average_clips="score", max_testing_views=4),
+               data_preprocessor=dict(type="ActionDataPreprocessor", format_shape="NCTHW"))
+    model = build_model(cfg)
+    assert model.average_clips == "score"  # test_cfg wins over cls_head's 'prob'
+    assert model.max_testing_views == 4
+
+
+@pytest.mark.parametrize("where, key, value, needle", [
+    ("backbone", "conv1_strid", (1, 1), "conv1_strid"),
+    ("cls_head", "dropout_rati", 0.5, "dropout_rati"),
+    ("model", "nek", None, "nek"),
+    ("backbone", "depth", 34, "depth 34"),
+    ("backbone", "norm_cfg", dict(type="SyncBN"), "SyncBN"),
+    ("cls_head", "average_clips", "mean", "average_clips"),
+    ("backbone", "type", "ResNet3dFast", "ResNet3dFast"),
+])
+def test_bad_configs_raise_config_error(where, key, value, needle):
+    cfg = copy.deepcopy(PYSKL_SLOWONLY)
+    (cfg if where == "model" else cfg[where])[key] = value
+    with pytest.raises(ConfigError, match=needle):
+        build_model(cfg)
+
+
+def test_scratch_init_follows_spec(summary):
+    """Kaiming fan_out for convs, BN 1/0, zero-init last BN of residual blocks, fc N(0, 0.01)."""
+    torch.manual_seed(0)
+    model = build_model(PYSKL_SLOWONLY)
+    bb = model.backbone
+    w = bb.layer3[0].conv1.conv.weight  # (128, 256, 3, 1, 1): fan_out = 128·3
+    assert w.std().item() == pytest.approx((2 / (128 * 3)) ** 0.5, rel=0.05)
+    assert torch.all(bb.layer2[1].conv3.bn.weight == 0) and torch.all(bb.layer2[1].conv2.bn.weight == 1)
+    assert model.cls_head.fc_cls.weight.std().item() == pytest.approx(0.01, rel=0.1)
+    assert torch.all(model.cls_head.fc_cls.bias == 0)
+
+
+def test_frozen_stages_and_norm_eval():
+    cfg = copy.deepcopy(PYSKL_SLOWONLY)
+    cfg["backbone"].update(frozen_stages=1, norm_eval=True)
+    model = build_model(cfg).train()
+    bb = model.backbone
+    assert not any(p.requires_grad for p in bb.conv1.parameters())
+    assert not any(p.requires_grad for p in bb.layer1.parameters())
+    assert all(p.requires_grad for p in bb.layer2.parameters())
+    assert not bb.layer3[0].conv1.bn.training and model.cls_head.training
+
+
+@pytest.mark.parametrize("name", ["x3d_shallow_ntu60_xsub_joint", "slowonly_r50_ntu60_xsub_keypoint"])
+def test_fuse_conv_bn_keeps_outputs(golden_models, summary, name):
+    model = load_golden_model(golden_models, summary, name).eval()
+    x = torch.rand(2, 17, 16, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model(x)
+        fused = fuse_conv_bn(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
+        torch.testing.assert_close(fused(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_fuse_conv_bn_rgbpose_including_transposed_laterals(golden_models, summary):
+    model = load_golden_model(golden_models, summary, "rgbpose_conv3d_ntu60_slim").eval()
+    gen = torch.Generator().manual_seed(3)
+    imgs, heat = torch.rand(1, 3, 8, 64, 64, generator=gen) * 255, torch.rand(1, 17, 32, 16, 16, generator=gen)
+    with torch.no_grad():
+        expected = model(imgs, heat)
+        fused = fuse_conv_bn(model)
+        assert isinstance(fused.backbone.pose_path.layer1_lateral.bn, torch.nn.Identity)
+        out = fused(imgs, heat)
+    for part in ("rgb", "pose"):
+        torch.testing.assert_close(out[part], expected[part], atol=1e-4, rtol=1e-4)
