@@ -162,8 +162,9 @@ def _validate_kpfile_index(sample: dict, where: str) -> None:
         raise AnnotationError(f"{where}: box_score shape {np.shape(box)} does not match "
                               f"frame_inds shape {inds.shape}")
     total = sample.get("total_frames")
-    if total is not None and inds.size and (inds.min() < 0 or inds.max() >= total):
-        raise AnnotationError(f"{where}: frame_inds outside 0..{total - 1} (total_frames)")
+    # The K400 release numbers frames from 1, so total_frames itself is a valid index there.
+    if total is not None and inds.size and (inds.min() < 0 or inds.max() > total):
+        raise AnnotationError(f"{where}: frame_inds outside 0..{total} (total_frames {total})")
 
 
 def validate_annotations(annotations: Iterable[Any], path: str | os.PathLike = "<annotations>",

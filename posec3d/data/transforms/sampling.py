@@ -165,7 +165,8 @@ class DecompressPose:
             frame_inds, packed = frame_inds[keep], packed[keep]
         if np.any(np.diff(frame_inds) < 0):
             raise AnnotationError(f"sample {_sample_name(results)}: frame_inds must be non-decreasing")
-        total = int(results.get("total_frames", frame_inds.max() + 1 if len(frame_inds) else 0))
+        last = int(frame_inds.max()) + 1 if len(frame_inds) else 0
+        total = max(int(results.get("total_frames", last)), last)  # K400 indices start at 1
         if self.squeeze:
             distinct, frame_inds = np.unique(frame_inds, return_inverse=True)
             total = len(distinct)
