@@ -1,0 +1,100 @@
+"""engine.config: _base_ inheritance, placeholders, --cfg-options parsing, layout getters, errors."""
+from pathlib import Path
+
+import pytest
+
+from posec3d.engine import config as C
+from posec3d.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+PYSKL = REPO / "configs" / "compat" / "slowonly_r50_ntu60_xsub_joint_pyskl.py"
+MMACTION2 = REPO / "configs" / "compat" / "slowonly_r50_8xb16-u48-240e_ntu60-xsub-keypoint.py"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_base_merge_delete_and_placeholders(tmp_path):
+    write(tmp_path / "base" / "runtime.py", "log_level = 'INFO'\noptimizer = dict(type='SGD', lr=0.1, momentum=0.9)\n")
+    write(tmp_path / "base" / "model.py", "model = dict(type='Recognizer3D', backbone=dict(type='X3D', gamma_d=1), "
+                                          "cls_head=dict(type='I3DHead', num_classes=60))\n")
+    cfg_path = write(tmp_path / "exp" / "child.py",
+                     "_base_ = ['../base/runtime.py', '../base/model.py']\n"
+                     "model = dict(cls_head=dict(num_classes=20))\n"
+                     "optimizer = dict(_delete_=True, type='AdamW', lr=1e-3)\n"
+                     "work_dir = '{{fileDirname}}/out_{{ fileBasenameNoExtension }}'\n"
+                     "import math\nhalf = math.pi / 2\n")
+    cfg = C.load_config(cfg_path)
+    assert cfg.model.backbone.gamma_d == 1 and cfg.model.cls_head.num_classes == 20  # merged, not replaced
+    assert cfg.optimizer == {"type": "AdamW", "lr": 1e-3}  # _delete_ replaced the base dict
+    assert cfg.log_level == "INFO"
+    assert cfg.work_dir == f"{tmp_path / 'exp'}/out_child"
+    assert "math" not in cfg and cfg.half == pytest.approx(1.5707963)
+
+
+def test_cfg_options_value_types(tmp_path):
+    cfg_path = write(tmp_path / "c.py", "model = dict(type='R', backbone=dict(depth=50))\n"
+                                        "pipe = [dict(type='A', n=1), dict(type='B')]\n")
+    cfg = C.load_config(cfg_path, ["model.backbone.depth=18", "model.flag=false", "lr=1e-2", "shape=(64,64)",
+                                   "ids=[1,2,3]", "names=a,b", "pipe.0.n=5", "model.x=none", "name=joint",
+                                   "nested=[(1,2),(3,4)]"])
+    assert cfg.model.backbone.depth == 18 and cfg.model.flag is False and cfg.model.x is None
+    assert cfg.lr == 0.01 and cfg.shape == (64, 64) and cfg.ids == [1, 2, 3] and cfg.names == ["a", "b"]
+    assert cfg.pipe[0].n == 5 and cfg.name == "joint" and cfg.nested == [(1, 2), (3, 4)]
+    with pytest.raises(ConfigError, match="pipe.7.n"):
+        C.load_config(cfg_path, ["pipe.7.n=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        C.load_config(cfg_path, ["nonsense"])
+
+
+def test_bad_configs_name_file_and_key(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        C.load_config(tmp_path / "missing.py")
+    bad = write(tmp_path / "syntax.py", "model = dict(\n")
+    with pytest.raises(ConfigError, match="syntax.py"):
+        C.load_config(bad)
+    boom = write(tmp_path / "boom.py", "x = 1 / 0\n")
+    with pytest.raises(ConfigError, match="ZeroDivisionError"):
+        C.load_config(boom)
+    nobase = write(tmp_path / "nobase.py", "_base_ = 'nowhere.py'\n")
+    with pytest.raises(ConfigError, match="nowhere.py"):
+        C.load_config(nobase)
+    cyc = write(tmp_path / "cyc.py", "_base_ = 'cyc.py'\n")
+    with pytest.raises(ConfigError, match="circular"):
+        C.load_config(cyc)
+    empty = C.load_config(write(tmp_path / "empty.py", "x = 1\n"))
+    with pytest.raises(ConfigError, match=r"empty.py.*'model'"):
+        C.model_cfg(empty)
+    with pytest.raises(ConfigError, match=r"empty.py.*total_epochs"):
+        C.total_epochs(empty)
+    with pytest.raises(ConfigError, match=r"empty.py.*'data'"):
+        C.dataset_cfg(empty, "train")
+
+
+def test_pyskl_and_mmaction2_layouts_read_alike():
+    py, mm = C.load_config(PYSKL), C.load_config(MMACTION2)  # mm's _base_ falls back to the bundled runtime
+    assert not C.is_mmaction2_layout(py) and C.is_mmaction2_layout(mm)
+    assert C.batch_size(py, "train") == 32 and C.batch_size(mm, "train") == 16
+    assert C.batch_size(py, "test") == 1 and C.batch_size(mm, "test") == 1
+    assert C.total_epochs(py) == 24 and C.total_epochs(mm) == 24
+    for cfg in (py, mm):
+        assert C.unwrap_dataset(C.dataset_cfg(cfg, "train"))[1] == 10
+        assert C.dataset_cfg(cfg, "val")["split"] == "xsub_val"
+        first = C.pipeline_cfg(cfg, "test")[0]
+        assert (first.type, first.clip_len, first.num_clips) == ("UniformSampleFrames", 48, 10)
+        assert C.grad_clip_cfg(cfg) == {"max_norm": 40.0, "norm_type": 2.0}
+        assert C.optimizer_cfg(cfg)["momentum"] == 0.9 and C.optimizer_cfg(cfg)["type"] == "SGD"
+        assert C.lr_schedule_cfg(cfg)[0]["type"] == "cosine"
+    assert C.optimizer_cfg(py)["lr"] == 0.4 and C.optimizer_cfg(mm)["lr"] == 0.2
+    assert C.checkpoint_cfg(mm).interval == 1 and C.log_interval(mm) == 20
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = C.load_config(PYSKL, ["total_epochs=3"])
+    C.dump_config(cfg, tmp_path / "resolved.py")
+    again = C.load_config(tmp_path / "resolved.py")
+    public = lambda c: {k: v for k, v in c.to_dict().items() if not k.startswith("_")}  # noqa: E731
+    assert public(again) == public(cfg) and again.total_epochs == 3
