@@ -65,7 +65,7 @@ class MediaPipePose(PoseEstimator):
 
     def __init__(self, model: str | os.PathLike = "full", max_persons: int = 2, *,
                  min_detection_confidence: float = 0.5, min_presence_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, second_pass: str = "auto", probe_every: int = 5) -> None:
+                 min_tracking_confidence: float = 0.5, second_pass: str = "auto", probe_every: int = 10) -> None:
         import mediapipe  # noqa: F401  (imported here so `import posec3d.pose` stays light)
         from mediapipe.tasks import python as mp_tasks
         from mediapipe.tasks.python import vision
