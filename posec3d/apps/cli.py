@@ -59,5 +59,5 @@ def main() -> None:
     try:
         app()
     except PoseC3DError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
         sys.exit(1)
