@@ -1,6 +1,69 @@
-"""`posec3d info` (being written)."""
+"""`posec3d info ANN.pkl [--json]`: what an annotation (or score) pickle holds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
 import typer
+
+
+def _fmt_stats(stats: dict | None) -> str:
+    if not stats:
+        return "-"
+    median = stats["median"]
+    median = int(median) if float(median).is_integer() else median
+    return f"{stats['min']} / {median} / {stats['max']}"
+
+
+def info(
+    ann_file: Path = typer.Argument(..., help="Annotation pickle (pyskl / mmaction2 format) or score dump."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Samples per split, classes, persons, frames, keypoint layout and dtypes of a pickle."""
+    from posec3d.data.summary import summarize
+
+    summary = summarize(ann_file)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=str(ann_file), show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("content", summary["description"])
+    table.add_row("samples", str(summary["num_samples"]))
+    splits = summary["splits"]
+    table.add_row("splits", ", ".join(f"{k} {v}" for k, v in splits.items()) if splits else "none")
+    classes = summary["num_classes"]
+    if classes is not None:
+        present = summary.get("labels_present")
+        table.add_row("classes", f"{classes}" + (f" ({present} present)" if present not in (None, classes) else ""))
+    if summary["keypoints_per_person"] is not None:
+        layout = summary.get("layout")
+        table.add_row("keypoints / person", f"{summary['keypoints_per_person']}" + (f" ({layout})" if layout else "")
+                      + f", {summary['coords_per_joint']} coords" + ("" if summary["has_scores"] else ", no scores"))
+    if summary["persons"] is not None:
+        table.add_row("persons min/median/max", _fmt_stats(summary["persons"]))
+    if summary["frames"] is not None:
+        table.add_row("frames min/median/max", _fmt_stats(summary["frames"]))
+    if summary.get("img_shapes"):
+        table.add_row("img_shape (h x w)", ", ".join(f"{k} ({v})" for k, v in summary["img_shapes"].items()))
+    table.add_row("dtypes", ", ".join(f"{k} {v}" for k, v in summary["dtypes"].items()) or "-")
+    console.print(table)
+    counts = summary["class_counts"]
+    if counts:
+        per_class = Table(title="samples per class", title_justify="left")
+        per_class.add_column("label", justify="right")
+        per_class.add_column("samples", justify="right")
+        for label, n in counts.items():
+            per_class.add_row(label, str(n))
+        console.print(per_class)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
+    app.command("info")(info)

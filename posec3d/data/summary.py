@@ -1,0 +1,88 @@
+"""What is in an annotation (or score) pickle: the facts ``posec3d info`` shows."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from posec3d.data.annotations import load_annotation_file, split_annotations, validate_sample
+from posec3d.errors import AnnotationError
+
+KNOWN_LAYOUTS = {17: "COCO-17", 13: "Penn Action", 15: "JHMDB puppet", 20: "Kinect v1",
+                 25: "NTU Kinect v2", 33: "BlazePose", 21: "hand"}
+
+
+def _stats(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    arr = np.asarray(values)
+    return dict(min=int(arr.min()), median=float(np.median(arr)), max=int(arr.max()))
+
+
+def _is_score_list(items: list) -> bool:
+    return bool(items) and all(isinstance(i, dict) and "pred_score" in i for i in items[:5])
+
+
+def _summarize_scores(path, items: list) -> dict:
+    first = np.asarray(items[0]["pred_score"])
+    labels = [int(np.asarray(i["gt_label"]).reshape(-1)[0]) for i in items if "gt_label" in i]
+    return dict(
+        file=str(path), kind="scores",
+        description=f"score file: a list of {len(items)} prediction dicts "
+                    f"({', '.join(sorted(items[0]))}), not an annotation file",
+        num_samples=len(items), splits={}, num_classes=int(first.shape[-1]),
+        class_counts={str(k): v for k, v in sorted(Counter(labels).items())},
+        keypoints_per_person=None, persons=None, frames=None,
+        dtypes=dict(pred_score=str(getattr(items[0]["pred_score"], "dtype", type(first).__name__))),
+    )
+
+
+def summarize(path: str | os.PathLike) -> dict[str, Any]:
+    """Samples per split, classes, persons, frames, joint layout and dtypes of a pickle.
+
+    Every sample is validated, so a malformed file raises one AnnotationError naming the sample.
+    """
+    data = load_annotation_file(path)
+    if isinstance(data, list) and _is_score_list(data):
+        return _summarize_scores(path, data)
+    split, items = split_annotations(data, path)
+    if _is_score_list(items):
+        return _summarize_scores(path, items)
+    for i, sample in enumerate(items):
+        validate_sample(sample, i, path)
+    labels = [int(s["label"]) for s in items if s.get("label") is not None]
+    with_kp = [s for s in items if "keypoint" in s]
+    joints = sorted({int(s["keypoint"].shape[2]) for s in with_kp})
+    if len(joints) > 1:
+        raise AnnotationError(f"{path}: samples mix joint layouts with {joints} keypoints per person")
+    v = joints[0] if joints else None
+    frames = [int(s["total_frames"]) if "total_frames" in s else int(s["keypoint"].shape[1])
+              for s in items if "total_frames" in s or "keypoint" in s]
+    dtypes = {}
+    for key in ("keypoint", "keypoint_score", "frame_inds", "box_score"):
+        found = sorted({str(np.asarray(s[key]).dtype) for s in items if key in s})
+        if found:
+            dtypes[key] = "/".join(found)
+    kind = "annotations" if with_kp or not items else "kpfile_index"
+    description = ("pyskl/mmaction2 annotations" if kind == "annotations" else
+                   "K400 kpfile index (frame_inds/box_score; keypoints live in separate kpfiles)")
+    description += ", dict with 'split' and 'annotations'" if isinstance(data, dict) else ", plain list"
+    shapes = Counter(tuple(int(x) for x in s["img_shape"]) for s in items if "img_shape" in s)
+    return dict(
+        file=str(path), kind=kind, description=description,
+        num_samples=len(items),
+        splits={name: len(ids) for name, ids in (split or {}).items()},
+        num_classes=(max(labels) + 1) if labels else None,
+        labels_present=len(set(labels)),
+        class_counts={str(k): n for k, n in sorted(Counter(labels).items())},
+        keypoints_per_person=v,
+        layout=KNOWN_LAYOUTS.get(v) if v else None,
+        coords_per_joint=int(with_kp[0]["keypoint"].shape[-1]) if with_kp else None,
+        has_scores=all("keypoint_score" in s for s in with_kp) if with_kp else None,
+        persons=_stats([int(s["keypoint"].shape[0]) for s in with_kp]),
+        frames=_stats(frames),
+        img_shapes={f"{h}x{w}": n for (h, w), n in shapes.most_common(5)},
+        dtypes=dtypes,
+    )

@@ -1,0 +1,93 @@
+"""`posec3d info` on every real pickle, and one-line errors on broken ones."""
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from posec3d.apps.cli import app
+from posec3d.errors import AnnotationError
+
+runner = CliRunner()
+
+
+def _info_json(path) -> dict:
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_info_json_on_every_shared_pickle(data_dir):
+    files = sorted(data_dir.rglob("*.pkl"))
+    assert len(files) >= 9
+    for path in files:
+        info = _info_json(path)
+        for key in ("num_samples", "splits", "num_classes", "keypoints_per_person"):
+            assert key in info, (path, key)
+        assert info["num_samples"] > 0
+
+
+def test_info_values_of_known_files(data_dir):
+    ntu = _info_json(data_dir / "skeleton/ntu60_mediapipe_coco17_samples.pkl")
+    assert ntu["num_samples"] == 3 and ntu["splits"] == {"xsub_val": 3}
+    assert ntu["keypoints_per_person"] == 17 and ntu["class_counts"] == {"0": 1, "54": 2}
+    assert ntu["persons"] == {"min": 1, "median": 2.0, "max": 2}
+    assert ntu["frames"] == {"min": 72, "median": 72.0, "max": 103}
+    penn = _info_json(data_dir / "datasets/penn_action/penn_action_train_gt13_2d.pkl")
+    assert penn["num_samples"] == 1258 and penn["num_classes"] == 15 and penn["keypoints_per_person"] == 13
+    assert penn["class_counts"]["3"] == 135  # bowl, train column of data/README
+    kinect = _info_json(data_dir / "datasets/utkinect_action3d/utkinect_kinect20_proj2d.pkl")
+    assert kinect["keypoints_per_person"] == 20 and len(kinect["splits"]) == 20
+    index = _info_json(data_dir / "skeleton/mmaction2_k400_kpfile_index_sample.pkl")
+    assert index["kind"] == "kpfile_index" and index["keypoints_per_person"] is None
+    assert index["splits"] == {"train": 100} and index["dtypes"]["frame_inds"] == "int16"
+    scores = _info_json(data_dir / "skeleton/fusion_scores/joint.pkl")
+    assert scores["kind"] == "scores" and scores["num_classes"] == 120 and "score file" in scores["description"]
+
+
+def test_info_table(data_dir):
+    result = runner.invoke(app, ["info", str(data_dir / "skeleton/k400_mediapipe_coco17_samples.pkl")])
+    assert result.exit_code == 0
+    for text in ("samples", "val 3", "17 (COCO-17)", "300 / 300 / 300", "samples per class", "346"):
+        assert text in result.stdout
+
+
+def _broken_files(data_dir, tmp_path):
+    src = data_dir / "skeleton/ntu60_mediapipe_coco17_samples.pkl"
+    data = src.read_bytes()
+    (tmp_path / "truncated.pkl").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    corrupt[11:60] = b"\xff" * 49
+    (tmp_path / "corrupt.pkl").write_bytes(bytes(corrupt))
+    with open(src, "rb") as f:
+        raw = pickle.load(f)
+    raw["annotations"][2]["keypoint_score"] = raw["annotations"][2]["keypoint_score"][:, :10]
+    (tmp_path / "mismatch.pkl").write_bytes(pickle.dumps(raw))
+    raw = pickle.loads(src.read_bytes())
+    raw["annotations"][0]["keypoint"][0, 5, 3, 0] = np.nan
+    (tmp_path / "nan.pkl").write_bytes(pickle.dumps(raw))
+    return {"truncated.pkl": "truncated or corrupt", "corrupt.pkl": "truncated or corrupt",
+            "mismatch.pkl": "sample 2 (frame_dir 'pyskl_ntu_sample'): keypoint_score shape",
+            "nan.pkl": "sample 0 (frame_dir 'S001C001P001R001A001'): keypoint contains NaN"}
+
+
+def test_info_errors_on_broken_files(data_dir, tmp_path):
+    for name, needle in _broken_files(data_dir, tmp_path).items():
+        result = runner.invoke(app, ["info", str(tmp_path / name), "--json"])
+        assert isinstance(result.exception, AnnotationError), name
+        assert needle in str(result.exception) and name in str(result.exception)
+
+
+def test_info_cli_prints_one_line_and_exits_1(data_dir, tmp_path):
+    _broken_files(data_dir, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "posec3d", "info", str(tmp_path / "mismatch.pkl")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "mismatch.pkl" in lines[0]
+    assert "Traceback" not in proc.stderr
