@@ -15,6 +15,14 @@ convert_app = typer.Typer(
 )
 
 
+def _require(path: Path, directory: bool) -> None:
+    # Fail before the progress bar is drawn, so the error is the only output.
+    from posec3d.errors import AnnotationError
+
+    if not (path.is_dir() if directory else path.is_file()):
+        raise AnnotationError(f"{path}: {'directory' if directory else 'file'} not found")
+
+
 def _save(out: Path, annotations: list[dict], split: dict | None) -> None:
     from posec3d.data.annotations import save_annotations
 
@@ -33,6 +41,7 @@ def taekwondo(
     from posec3d.data.formats.taekwondo import NUM_CLASSES, convert_taekwondo
     from posec3d.files import atomic_write_text
 
+    _require(directory, directory=True)
     with progress_bar(None, "sequences") as update:
         annotations, split, names = convert_taekwondo(directory, progress=update)
     if len(names) != NUM_CLASSES:
@@ -53,6 +62,7 @@ def ntu_skeleton(
     """NTU RGB+D .skeleton files -> COCO-17 colour-frame 2D pickle with xsub/xview(/xset) splits."""
     from posec3d.data.formats.ntu_skeleton import convert_ntu_skeletons
 
+    _require(directory, directory=True)
     with progress_bar(None, "skeleton files") as update:
         annotations, split, skipped = convert_ntu_skeletons(directory, max_persons=max_persons,
                                                             progress=update)
@@ -75,6 +85,7 @@ def csv(
     """A long CSV table (one row per video, frame, person, joint) -> pickle."""
     from posec3d.data.formats.csv_table import convert_csv
 
+    _require(file, directory=False)
     with progress_bar(None, "videos") as update:
         annotations, split = convert_csv(file, split_column=split_column, img_shape=img_shape,
                                          progress=update)
