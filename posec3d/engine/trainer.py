@@ -115,6 +115,16 @@ def loader_pipeline(cfg: C.Config, split: str) -> list | None:
     return _split(cfg, split)[0]
 
 
+def set_train_mode(model: nn.Module, norm_eval: bool) -> None:
+    """``model.train()``; with ``norm_eval`` every BatchNorm keeps using (and not updating) its
+    running statistics, so a sample's output does not depend on the rest of its batch."""
+    model.train()
+    if norm_eval:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
 def set_deterministic(enabled: bool) -> None:
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -177,6 +187,9 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
 
     model = build_model(C.model_cfg(cfg)).to(dist.device)
     if cfg.get("sync_bn") and dist.distributed:
+        if dist.device.type != "cuda":
+            raise ConfigError(f"{C._where(cfg)}: sync_bn needs CUDA devices (torch's SyncBatchNorm does not "
+                              "run on CPU); set sync_bn=False or norm_eval=True")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, C.optimizer_cfg(cfg))
     clip = C.grad_clip_cfg(cfg)
@@ -229,7 +242,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
 
     # ---- epochs -------------------------------------------------------------------------------
     for epoch in range(start_epoch, max_epochs):
-        model.train()
+        set_train_mode(model, norm_eval=bool(cfg.get("norm_eval", False)))
         _seed_main_process_data_rngs(seed + epoch)
         data_time = compute_time = 0.0
         loss_sum, loss_count = 0.0, 0

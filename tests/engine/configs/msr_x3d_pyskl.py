@@ -5,8 +5,8 @@ ann_file = '../shared/data/datasets/msr_action3d/msr_action3d_kinect20_proj2d.pk
 kinect20_to_coco17 = [19, -1, -1, -1, -1, 0, 1, 7, 8, 9, 10, 4, 5, 13, 14, 15, 16]
 left_kp = [1, 3, 5, 7, 9, 11, 13, 15]
 right_kp = [2, 4, 6, 8, 10, 12, 14, 16]
-clip_len = 24
-size = 32
+clip_len = 16
+size = 24
 
 model = dict(
     type='Recognizer3D',
@@ -21,7 +21,7 @@ train_pipeline = [
     dict(type='UniformSampleFrames', clip_len=clip_len),
     dict(type='PoseDecode'),
     dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
-    dict(type='Resize', scale=(-1, 40)),
+    dict(type='Resize', scale=(-1, 28)),
     dict(type='RandomResizedCrop', area_range=(0.56, 1.0)),
     dict(type='Resize', scale=(size, size), keep_ratio=False),
     dict(type='Flip', flip_ratio=0.5, left_kp=left_kp, right_kp=right_kp),
