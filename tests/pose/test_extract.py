@@ -147,3 +147,32 @@ def test_stride_and_max_frames(data_dir, estimator):
         warnings.simplefilter("error")  # a complete video gives no truncation warning
         extract_video(data_dir / "videos/misc/test.avi", estimator, max_frames=4, progress=lambda **kw: calls.append(kw))
     assert len(calls) == 4 and calls[0]["total"] == 4 and calls[-1]["fps"] > 0
+
+
+@pytest.mark.slow
+def test_every_real_video_gives_a_valid_annotation(data_dir, tmp_path, estimator):
+    """Whole clips, every 3rd frame (to fit the test budget), saved and loaded back through data/."""
+    from posec3d.data.annotations import load_annotations
+    from posec3d.pose.extract import save_annotation_file
+
+    videos = sorted((data_dir / "videos").glob("*/*"))
+    assert len(videos) == 9
+    annotations = []
+    for video in videos:
+        with VideoReader(video) as reader:
+            size, count = (reader.height, reader.width), reader.expected_frames
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", VideoTruncatedWarning)
+            ann = extract_video(video, estimator, stride=3)
+        _check_format(ann, *size, -(-count // 3))
+        annotations.append(ann)
+    out = tmp_path / "all.pkl"
+    save_annotation_file(out, annotations, {"all": [a["filename"] for a in annotations]})
+    loaded = {a["filename"].rsplit("/", 1)[-1].replace(".", "_"): a for a in load_annotations(out, split="all")}
+    assert len(loaded) == 9  # test.mp4 and test.avi share a frame_dir; filename tells them apart
+    # full-body single-person clips: somebody in (nearly) every frame
+    for name in ("clean_and_jerk_mp4", "ta_chi_mp4", "S001C001P001R001A001_rgb_avi"):
+        assert _present(loaded[name])[0].mean() > 0.9, name
+    # the two hugging clips: two people most of the time
+    for name in ("ntu_sample_avi", "demo_skeleton_mp4"):
+        assert _present(loaded[name]).all(0).mean() > 0.7, name
