@@ -55,10 +55,9 @@ def _joint_colour(j: int, left: Sequence[int], right: Sequence[int]) -> tuple[in
     return {"left": LEFT_COLOUR, "right": RIGHT_COLOUR, "centre": CENTRE_COLOUR}[_side(j, left, right)]
 
 
-def _as_rgb_image(frame: np.ndarray) -> Image.Image:
+def _as_rgb_image_check(frame: np.ndarray) -> None:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
-    return Image.fromarray(np.ascontiguousarray(frame), "RGB")
 
 
 def line_width_for(height: int, width: int) -> int:
@@ -93,22 +92,38 @@ def draw_pose(
     if scores is None:
         scores = np.ones(keypoints.shape[:2])
     scores = np.asarray(scores, dtype=np.float64).reshape(keypoints.shape[:2])
-    image = _as_rgb_image(frame)
-    draw = ImageDraw.Draw(image)
-    width = line_width_for(frame.shape[0], frame.shape[1])
+    _as_rgb_image_check(frame)
+    out = np.array(frame, copy=True)
+    h, w = frame.shape[:2]
+    width = line_width_for(h, w)
     radius = width + 1
+    visible = (scores >= score_thr) & np.isfinite(keypoints).all(axis=2)
+    if not visible.any():
+        return out
+    # Draw only inside the box around the visible joints: a full 1080p round trip through
+    # Pillow costs more than the drawing itself.
+    pts_all = keypoints[visible]
+    margin = radius + width + 2
+    x0 = int(np.clip(np.floor(pts_all[:, 0].min()) - margin, 0, w))
+    y0 = int(np.clip(np.floor(pts_all[:, 1].min()) - margin, 0, h))
+    x1 = int(np.clip(np.ceil(pts_all[:, 0].max()) + margin + 1, 0, w))
+    y1 = int(np.clip(np.ceil(pts_all[:, 1].max()) + margin + 1, 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return out  # every visible joint lies outside the frame
+    image = Image.fromarray(out[y0:y1, x0:x1], "RGB")
+    draw = ImageDraw.Draw(image)
     for m in range(keypoints.shape[0]):
-        pts, sc = keypoints[m], scores[m]
-        visible = (sc >= score_thr) & np.isfinite(pts).all(axis=1)
+        pts, vis = keypoints[m] - (x0, y0), visible[m]
         ring = PERSON_COLOURS[(person_ids[m] if person_ids is not None else m) % len(PERSON_COLOURS)]
         for a, b in edges:
-            if a < len(pts) and b < len(pts) and visible[a] and visible[b]:
+            if a < len(pts) and b < len(pts) and vis[a] and vis[b]:
                 draw.line([tuple(pts[a]), tuple(pts[b])], fill=_edge_colour(a, b, left, right), width=width)
-        for j in np.flatnonzero(visible):
+        for j in np.flatnonzero(vis):
             x, y = pts[j]
             draw.ellipse([x - radius, y - radius, x + radius, y + radius],
                          fill=_joint_colour(int(j), left, right), outline=ring, width=max(1, width // 2))
-    return np.asarray(image).copy()
+    out[y0:y1, x0:x1] = np.asarray(image)
+    return out
 
 
 def _font_candidates() -> list[Path]:
@@ -152,21 +167,25 @@ def draw_label_panel(
     h = frame.shape[0]
     size = font_size or max(14, h // 28)
     font = label_font(size)
-    image = _as_rgb_image(frame)
-    measure = ImageDraw.Draw(image)
+    _as_rgb_image_check(frame)
+    out = np.array(frame, copy=True)
+    h, w = frame.shape[:2]
     pad, gap = max(4, size // 4), max(2, size // 5)
-    boxes = [measure.textbbox((0, 0), s, font=font) for s in lines]
-    text_w = max(b[2] for b in boxes)
+    text_w = max(font.getbbox(s)[2] for s in lines)
     line_h = size + gap
     x0, y0 = origin
     x1, y1 = x0 + text_w + 2 * pad, y0 + line_h * len(lines) - gap + 2 * pad
-    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    ImageDraw.Draw(overlay).rectangle([x0, y0, x1, y1], fill=(0, 0, 0, int(255 * box_opacity)))
-    image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1 + 1), min(h, y1 + 1)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return out
+    # Darken the box in numpy and draw the text on that crop only (cheap at any frame size).
+    box = out[cy0:cy1, cx0:cx1].astype(np.float32) * (1.0 - box_opacity)
+    image = Image.fromarray(box.round().astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
     for i, s in enumerate(lines):
-        draw.text((x0 + pad, y0 + pad + i * line_h), s, font=font, fill=text_colour)
-    return np.asarray(image).copy()
+        draw.text((x0 - cx0 + pad, y0 - cy0 + pad + i * line_h), s, font=font, fill=text_colour)
+    out[cy0:cy1, cx0:cx1] = np.asarray(image)
+    return out
 
 
 def _encoder_name(preferred: str = "libx264") -> str:
