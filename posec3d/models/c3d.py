@@ -32,6 +32,7 @@ class C3D(nn.Module):
         b = base_channels
         later_pool = (2, 2, 2) if temporal_downsample else (1, 2, 2)
         conv = lambda cin, cout: ConvBnAct(cin, cout, 3, 1, 1)  # noqa: E731
+        self.in_channels = in_channels
         self.conv1a = conv(in_channels, b)
         self.pool1 = nn.AvgPool3d((1, 2, 2), (1, 2, 2))
         self.conv2a = conv(b, 2 * b)

@@ -89,6 +89,7 @@ class X3D(nn.Module):
         if len(stage_blocks) != num_stages or len(spatial_strides) < num_stages:
             raise ConfigError(f"X3D: stage_blocks / spatial_strides need num_stages={num_stages} entries")
         base = round_width(base_channels, gamma_w)
+        self.in_channels = in_channels
         self.num_stages, self.frozen_stages, self.norm_eval = num_stages, frozen_stages, norm_eval
 
         self.conv1_s = ConvBnAct(in_channels, base, (1, 3, 3), (1, 2, 2), (0, 1, 1), norm=False, act=False,
