@@ -20,6 +20,31 @@ from posec3d.apps.render import (
 from posec3d.errors import AnnotationError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
+# Joint layouts drawn as COCO-17 skeletons (index maps from posec3d.data.skeletons); "auto" picks
+# by joint count where that is unambiguous (20-joint Kinect files come in two orders).
+LAYOUTS = ("auto", "coco17", "penn_action", "jhmdb", "kinect20", "msr_action3d")
+AUTO_LAYOUT = {17: "coco17", 13: "penn_action", 15: "jhmdb"}
+
+
+def to_coco17(keypoint: np.ndarray, score: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """Re-index (M, T, V, 2) / (M, T, V) to COCO-17 for drawing; absent joints get score 0."""
+    from posec3d.data import skeletons
+
+    index = {
+        "penn_action": skeletons.PENN_ACTION_TO_COCO17,
+        "jhmdb": skeletons.JHMDB_TO_COCO17,
+        "kinect20": skeletons.KINECT20_TO_COCO17,
+        "msr_action3d": skeletons.MSR_ACTION3D_TO_COCO17,
+    }.get(layout)
+    if index is None:
+        return keypoint, score
+    idx = np.asarray(index)
+    if idx.max() >= keypoint.shape[2]:
+        raise AnnotationError(f"layout {layout!r} needs at least {idx.max() + 1} joints, the sample has "
+                              f"{keypoint.shape[2]}")
+    kp = keypoint[:, :, np.maximum(idx, 0)]
+    sc = np.where(idx >= 0, score[:, :, np.maximum(idx, 0)], 0).astype(np.float32)
+    return kp, sc
 CANVAS_GREY = 24  # blank canvas: near black, so the dark label box still shows its edge
 
 
@@ -100,6 +125,7 @@ def render_sample(
     ann_dir: Path | None = None,
     short_side: int | None = 540,
     score_thr: float = 0.3,
+    layout: str = "auto",
     progress: Callable[..., None] | None = None,
 ) -> Path | None:
     """Write one sample's skeleton video; return the source video used (None: blank canvas)."""
@@ -110,6 +136,9 @@ def render_sample(
     num_persons, total, num_joints = kp.shape[:3]
     scores = sample.get("keypoint_score")
     scores = np.ones(kp.shape[:3], np.float32) if scores is None else np.asarray(scores, np.float32)
+    if layout == "auto":
+        layout = AUTO_LAYOUT.get(num_joints, "points")
+    kp, scores = to_coco17(kp, scores, layout)
     img_h, img_w = (int(v) for v in sample.get("img_shape") or (0, 0))
     video = find_video(sample, video_root, ann_dir)
     if video is None and (img_h <= 0 or img_w <= 0):
@@ -121,7 +150,7 @@ def render_sample(
             img_h, img_w = r.height, r.width
     frames, (out_h, out_w), video_fps = _frames(video, total, (img_h, img_w), short_side)
     scale = np.array([out_w / img_w, out_h / img_h], np.float32)
-    coco = num_joints == 17
+    coco = kp.shape[2] == 17 and layout != "points"
     edges, left, right = (COCO17_EDGES, COCO17_LEFT, COCO17_RIGHT) if coco else ((), (), ())
     lines = label_lines(sample, label_names)
     with VideoWriter(out_path, fps=fps or video_fps or 30, width=out_w, height=out_h) as writer:
@@ -147,6 +176,9 @@ def vis(
     short_side: int = typer.Option(540, "--short-side", help="Downscale output so its short side is at "
                                    "most this (0: keep the full size)."),
     score_thr: float = typer.Option(0.3, "--score-thr", help="Hide joints scoring below this."),
+    layout: str = typer.Option("auto", "--layout", help="Joint layout, drawn as COCO-17: auto (17 "
+                               "COCO, 13 Penn Action, 15 JHMDB; others as points), coco17, penn_action, "
+                               "jhmdb, kinect20 (NTU/UTKinect order), msr_action3d."),
 ) -> None:
     """Draw skeleton videos with their label, over the original frames when the video is found."""
     from posec3d.apps.progress import progress_bar
@@ -158,6 +190,8 @@ def vis(
         samples = samples[:limit]
     if not samples:
         raise AnnotationError(f"{ann_file}: no samples to draw" + (f" in split {split!r}" if split else ""))
+    if layout not in LAYOUTS:
+        raise typer.BadParameter(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     names = read_label_map(label_map) if label_map else None
     total = sum(int(np.shape(s.get("keypoint", np.zeros((0, 0))))[1]) for s in samples)
     used = 0
@@ -165,7 +199,8 @@ def vis(
         for i, sample in enumerate(samples):
             source = render_sample(sample, out_dir / output_name(sample, i), label_names=names, fps=fps,
                                    video_root=video_root, ann_dir=ann_file.resolve().parent,
-                                   short_side=short_side or None, score_thr=score_thr, progress=update)
+                                   short_side=short_side or None, score_thr=score_thr, layout=layout,
+                                   progress=update)
             used += source is not None
     typer.echo(f"wrote {len(samples)} video(s) to {out_dir} ({used} over source video, "
                f"{len(samples) - used} on a blank canvas)")

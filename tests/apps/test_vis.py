@@ -98,3 +98,28 @@ def test_limit_and_errors(tmp_path):
     r = runner.invoke(app, ["vis", str(ann), "-o", str(tmp_path / "o2"), "--split", "xsub_val"])
     assert isinstance(r.exception, AnnotationError) and "a.pkl" in str(r.exception)
     assert not (tmp_path / "o2").exists()
+
+
+def test_other_layouts_drawn_as_coco(tmp_path, data_dir):
+    """MSR Action3D (20 Kinect joints in MSR order): --layout maps them onto the COCO skeleton."""
+    from posec3d.data.annotations import load_annotations
+
+    (msr,) = load_annotations(data_dir / "datasets/msr_action3d/msr_action3d_kinect20_proj2d.pkl")[:1]
+    t = msr["total_frames"] // 2
+    ann = tmp_path / "msr.pkl"
+    save_annotations(ann, [msr])
+    for layout in ("msr_action3d", "auto"):
+        out = tmp_path / layout
+        r = runner.invoke(app, ["vis", str(ann), "-o", str(out), "--layout", layout])
+        assert r.exit_code == 0, r.output
+        (video,) = out.iterdir()
+        frames = list(read_frames(video))
+        assert len(frames) == msr["total_frames"] and frames[0].shape == (240, 320, 3)
+        f = frames[t].astype(int)
+        near = lambda j: np.abs(f[int(msr["keypoint"][0, t, j, 1]) - 1:int(msr["keypoint"][0, t, j, 1]) + 2,  # noqa: E731
+                                  int(msr["keypoint"][0, t, j, 0]) - 1:int(msr["keypoint"][0, t, j, 0]) + 2]
+                                - CANVAS_GREY).max()
+        assert near(10) > 80  # right wrist: drawn either way
+        hand = 12  # right hand: confident here, but not a COCO joint and on no COCO limb
+        assert msr["keypoint_score"][0, t, hand] == 1.0
+        assert (near(hand) < 12) == (layout == "msr_action3d")
