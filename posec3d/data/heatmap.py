@@ -44,7 +44,6 @@ class Layout:
         self.plane = plane
         self.mirror = mirror
         self.h, self.w = h, w
-        self._first = True
 
     @classmethod
     def frames(cls, t: int, c: int, h: int, w: int, flip_perm: np.ndarray | None = None) -> "Layout":
@@ -71,19 +70,26 @@ class Layout:
         crops = 2 if flip_perm is not None else 1
         return cls((crops * num_clips, c, clip_len, h, w), plane, h, w, mirror)
 
-    def scatter(self, planes: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray) -> None:
-        """Max-combine values at (plane index into ``plane.flat``, y, x); one person per call."""
-        for table, x in ((self.plane, xs), (self.mirror, None)):
+    def scatter(self, planes: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray,
+                valid: np.ndarray, assign: bool = False) -> None:
+        """Max-combine windows into the volume: ``planes`` (N,) indexes ``plane.flat``, ``ys`` (N, Y)
+        and ``xs`` (N, X) are pixel rows/columns, ``vals``/``valid`` (N, Y, X).
+
+        ``assign``: the target cells are known to be zero (first person drawn), so plain stores do.
+        Within one call every (plane, y, x) must occur at most once.
+        """
+        vals = vals[valid]
+        rows = (ys * self.w)[:, :, None]
+        for table, cols in ((self.plane, xs), (self.mirror, None)):
             if table is None:
                 continue
-            if x is None:
-                x = (self.w - 1) - xs  # the test-time flip reverses pixel columns
-            idx = table.reshape(-1)[planes] + ys * self.w + x
-            if self._first:  # all-zero canvas: max(0, v) == v since v >= 0
+            if cols is None:
+                cols = (self.w - 1) - xs  # the test-time flip reverses pixel columns
+            idx = (table.reshape(-1)[planes][:, None, None] + rows + cols[:, None, :])[valid]
+            if assign:
                 self.flat[idx] = vals
             else:
                 self.flat[idx] = np.maximum(self.flat[idx], vals)
-        self._first = False
 
 
 def _trunc_int(a: np.ndarray) -> np.ndarray:
@@ -91,8 +97,8 @@ def _trunc_int(a: np.ndarray) -> np.ndarray:
     return np.trunc(a).astype(np.int64)
 
 
-def _joint_cells(cx: np.ndarray, cy: np.ndarray, value: np.ndarray, sigma: float, h: int, w: int):
-    """Cells of all joint windows: (item, y, x, value), item indexing the inputs (N,)."""
+def _joint_windows(cx: np.ndarray, cy: np.ndarray, value: np.ndarray, sigma: float, h: int, w: int):
+    """Padded windows of joints centred at (cx, cy) (N,): ys (N, P), xs (N, P), vals and valid (N, P, P)."""
     size = int(6 * sigma) + 2  # the widest a truncated window can be
     grid = np.arange(size)
     # Window bounds as mmaction2 computes them under numpy 1.x: a float32 centre minus a Python
@@ -107,10 +113,9 @@ def _joint_cells(cx: np.ndarray, cy: np.ndarray, value: np.ndarray, sigma: float
     two_s2 = np.float32(2 * sigma * sigma)
     gx = np.exp(-np.square(xs.astype(np.float32) - cx[:, None]) / two_s2)
     gy = np.exp(-np.square(ys.astype(np.float32) - cy[:, None]) / two_s2)
-    patch = (gy * value[:, None])[:, :, None] * gx[:, None, :]  # (N, P, P)
+    vals = (gy * value[:, None])[:, :, None] * gx[:, None, :]
     valid = (ys < y1[:, None])[:, :, None] & (xs < x1[:, None])[:, None, :]
-    item, iy, ix = np.nonzero(valid)
-    return item, ys[item, iy], xs[item, ix], patch[item, iy, ix]
+    return ys, xs, vals, valid
 
 
 def draw_joints(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
@@ -119,13 +124,15 @@ def draw_joints(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
     m, t, v = keypoint.shape[:3]
     sc = np.ones((m, t, v), np.float32) if score is None else np.asarray(score, np.float32)
     plane_ids = np.arange(t * v).reshape(t, v)
+    assign = True
     for p in range(m):
         keep = sc[p] >= eps
         if not keep.any():
             continue
-        item, ys, xs, vals = _joint_cells(keypoint[p, ..., 0][keep], keypoint[p, ..., 1][keep],
-                                          sc[p][keep], sigma, layout.h, layout.w)
-        layout.scatter(plane_ids[keep][item], ys, xs, vals)
+        windows = _joint_windows(keypoint[p, ..., 0][keep], keypoint[p, ..., 1][keep], sc[p][keep],
+                                 sigma, layout.h, layout.w)
+        layout.scatter(plane_ids[keep], *windows, assign=assign)
+        assign = False
 
 
 def draw_limbs(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
@@ -138,6 +145,7 @@ def draw_limbs(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
     sc = np.ones((m, t, v), np.float32) if score is None else np.asarray(score, np.float32)
     plane_ids = np.arange(t * nl).reshape(t, nl)
     two_s2 = np.float32(2 * sigma * sigma)
+    assign = True
     for p in range(m):
         a, b = keypoint[p][:, limbs[:, 0]], keypoint[p][:, limbs[:, 1]]  # (T, L, 2)
         sa = sc[p][:, limbs[:, 0]]
@@ -151,10 +159,9 @@ def draw_limbs(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
         live = (value >= eps) & (x1 > x0) & (y1 > y0)
         short = live & (d2ab < 1)  # degenerate limb: a joint map at endpoint a, peak s_a
         seg = live & ~short
-        parts = []
         if short.any():
-            item, ys, xs, vals = _joint_cells(a[..., 0][short], a[..., 1][short], sa[short], sigma, h, w)
-            parts.append((plane_ids[short][item], ys, xs, vals))
+            windows = _joint_windows(a[..., 0][short], a[..., 1][short], sa[short], sigma, h, w)
+            layout.scatter(plane_ids[short], *windows, assign=assign)
         if seg.any():
             wx, wy = x1 - x0, y1 - y0
             order = np.argsort((wx * wy)[seg], kind="stable")
@@ -163,13 +170,13 @@ def draw_limbs(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
             # Sorted by area, so equal-count chunks hold windows of similar size.
             n_chunks = min(max(len(order) // _LIMB_CHUNK_ITEMS, 1), 16)
             for sl in np.array_split(np.arange(len(order)), n_chunks):
-                item, ys, xs, vals = _segment_cells({k: arr[sl] for k, arr in f.items()}, two_s2)
-                parts.append((f["pid"][sl][item], ys, xs, vals))
-        if parts:
-            layout.scatter(*(np.concatenate(col) for col in zip(*parts)))
+                chunk = {k: arr[sl] for k, arr in f.items()}
+                layout.scatter(chunk["pid"], *_segment_windows(chunk, two_s2), assign=assign)
+        if live.any():
+            assign = False  # planes of one person are disjoint, so all its parts could assign
 
 
-def _segment_cells(f: dict, two_s2: np.float32):
+def _segment_windows(f: dict, two_s2: np.float32):
     """Cells of a chunk of limb windows, evaluated on a grid padded to the chunk's largest window.
 
     Coordinates are taken relative to endpoint a, so the per-axis parts are computed on (N, X) and
@@ -191,10 +198,9 @@ def _segment_cells(f: dict, two_s2: np.float32):
     # Squared distance to the projection a + t (b - a), used where 0 < t < 1.
     d2 = np.square(dx - proj * ex) + np.square(dy - proj * ey)
     d2 = np.where(proj <= 0, d2a, np.where(proj >= 1, d2b, d2))
-    vals = np.exp(d2 / -two_s2)
+    vals = np.exp(d2 / -two_s2) * f["value"][:, None, None]
     valid = (gy[None, :, None] < f["wy"][:, None, None]) & (gx[None, None, :] < f["wx"][:, None, None])
-    item, iy, ix = np.nonzero(valid)
-    return item, ys[item, iy], xs[item, ix], vals[valid] * f["value"][item]
+    return ys, xs, vals, valid
 
 
 def joint_heatmaps(keypoint: np.ndarray, score: np.ndarray | None, h: int, w: int,
