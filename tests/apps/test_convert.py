@@ -262,3 +262,27 @@ def test_csv_errors_name_file_and_line(tmp_path, body, match):
     f.write_text(body)
     with pytest.raises(AnnotationError, match=rf"bad\.csv: .*{match}"):
         convert_csv(f)
+
+
+def test_converted_ntu_feeds_the_ntu60_val_pipeline(tmp_path):
+    """A converted file runs through configs/ntu60_xsub/slowonly_r50_joint.py's val pipeline."""
+    from pathlib import Path
+
+    from posec3d.data.pipeline import Compose
+    from posec3d.engine.config import load_config, pipeline_cfg
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for t in range(30):
+        joints = ntu_joints(1.0)
+        joints[:, 5:7] = [900, 400] + rng.normal(0, 3, (25, 2)) + np.arange(25)[:, None] * [2, 20]
+        frames.append([(1, joints)])
+    write_skeleton(tmp_path / "S001C001P001R001A010.skeleton", frames)
+    out = tmp_path / "ntu.pkl"
+    r = runner.invoke(app, ["convert", "ntu-skeleton", str(tmp_path), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    (sample,) = load_annotations(out, split="xsub_train")
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs/ntu60_xsub/slowonly_r50_joint.py")
+    result = Compose(pipeline_cfg(cfg, "val"))(dict(sample, test_mode=True, modality="Pose", start_index=0))
+    assert tuple(result["imgs"].shape) == (1, 17, 48, 64, 64) and int(result["label"]) == 9
+    assert float(result["imgs"][0, 0].max()) > 0.9 and float(result["imgs"][0, 1:5].max()) == 0  # no eyes/ears
