@@ -79,8 +79,14 @@ def reference_limbs(kp, score, limbs, h, w, sigma=0.6, eps=1e-4):
                 d2a = (x - a[0]) ** 2 + (y - a[1]) ** 2
                 d2b = (x - b[0]) ** 2 + (y - b[1]) ** 2
                 d2ab = (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2
-                if d2ab < 1:
-                    patch = np.exp(-d2a / 2 / sigma ** 2) * score[p, i, ia]
+                if d2ab < 1:  # too short: a joint map at a (its own window), peak s_a
+                    x0, x1 = max(int(ax - 3 * sigma), 0), min(int(ax + 3 * sigma) + 1, w)
+                    y0, y1 = max(int(ay - 3 * sigma), 0), min(int(ay + 3 * sigma) + 1, h)
+                    if x0 >= x1 or y0 >= y1:
+                        continue
+                    x = np.arange(x0, x1, dtype=np.float32)
+                    y = np.arange(y0, y1, dtype=np.float32)[:, None]
+                    patch = np.exp(-((x - a[0]) ** 2 + (y - a[1]) ** 2) / 2 / sigma ** 2) * score[p, i, ia]
                 else:
                     tt = (d2a - d2b + d2ab) / 2 / d2ab
                     px, py = a[0] + tt * (b[0] - a[0]), a[1] + tt * (b[1] - a[1])
@@ -90,15 +96,22 @@ def reference_limbs(kp, score, limbs, h, w, sigma=0.6, eps=1e-4):
     return out
 
 
-def median_ms(fn, repeats: int, inner: int = 1) -> float:
+CPU_MS: dict = {}  # process CPU time per call: what the figures would be on an idle core
+
+
+def median_ms(fn, repeats: int, inner: int = 1, name: str | None = None) -> float:
+    """Median wall-clock ms per call over ``repeats`` (each the mean of ``inner`` calls)."""
     fn()  # warm-up
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(inner):
             fn()
-        times.append((time.perf_counter() - t0) / inner * 1000)
-    return statistics.median(times)
+        wall.append((time.perf_counter() - t0) / inner * 1000)
+        cpu.append((time.process_time() - c0) / inner * 1000)
+    if name:
+        CPU_MS[name] = round(statistics.median(cpu), 3)
+    return statistics.median(wall)
 
 
 def main() -> None:
@@ -126,15 +139,17 @@ def main() -> None:
     limbs = [tuple(p) for p in S.CONFIG_LIMBS]
 
     result: dict = {}
-    result["joint_ms"] = median_ms(lambda: joint_heatmaps(kp, score, h, w), repeats, inner=20)
-    result["limb_ms"] = median_ms(lambda: limb_heatmaps(kp, score, limbs, h, w), repeats, inner=10)
-    result["ref_joint_ms"] = median_ms(lambda: reference_joints(kp, score, h, w), repeats)
-    result["ref_limb_ms"] = median_ms(lambda: reference_limbs(kp, score, limbs, h, w), repeats)
+    result["joint_ms"] = median_ms(name="joint_ms", fn=lambda: joint_heatmaps(kp, score, h, w), repeats=repeats, inner=20)
+    result["limb_ms"] = median_ms(name="limb_ms", fn=lambda: limb_heatmaps(kp, score, limbs, h, w), repeats=repeats, inner=10)
+    result["ref_joint_ms"] = median_ms(name="ref_joint_ms", fn=lambda: reference_joints(kp, score, h, w), repeats=repeats)
+    result["ref_limb_ms"] = median_ms(name="ref_limb_ms", fn=lambda: reference_limbs(kp, score, limbs, h, w), repeats=repeats)
 
     bkp = torch.from_numpy(np.repeat(kp[None], 32, axis=0))
     bsc = torch.from_numpy(np.repeat(score[None], 32, axis=0))
-    joint_b = median_ms(lambda: batch_heatmaps(bkp, bsc, h, w, views=(1, 48)), repeats)
-    limb_b = median_ms(lambda: batch_heatmaps(bkp, bsc, h, w, limbs=limbs, views=(1, 48)), repeats)
+    joint_b = median_ms(name="torch_batch32_joint_ms", fn=lambda: batch_heatmaps(bkp, bsc, h, w, views=(1, 48)),
+                        repeats=repeats)
+    limb_b = median_ms(name="torch_batch32_limb_ms",
+                       fn=lambda: batch_heatmaps(bkp, bsc, h, w, limbs=limbs, views=(1, 48)), repeats=repeats)
     result["torch_batch32_joint_samples_per_s"] = 32 / joint_b * 1000
     result["torch_batch32_limb_samples_per_s"] = 32 / limb_b * 1000
 
@@ -147,12 +162,13 @@ def main() -> None:
         dict(type="FormatShape", input_format="NCTHW_Heatmap"), dict(type="PackActionInputs"),
     ])
     shape = tuple(test(sample())["imgs"].shape)
-    result["test_pipeline_joint_ms"] = median_ms(lambda: test(sample()), repeats, inner=2)
+    result["test_pipeline_joint_ms"] = median_ms(name="test_pipeline_joint_ms", fn=lambda: test(sample()), repeats=repeats, inner=2)
     result["test_pipeline_output_shape"] = list(shape)
 
     # Sanity: the fast paths agree with the reference loops on this input.
     result["max_abs_diff_joint_vs_ref"] = float(np.abs(joint_heatmaps(kp, score, h, w) - reference_joints(kp, score, h, w)).max())
     result["max_abs_diff_limb_vs_ref"] = float(np.abs(limb_heatmaps(kp, score, limbs, h, w) - reference_limbs(kp, score, limbs, h, w)).max())
+    result["cpu_ms"] = CPU_MS
     result["settings"] = dict(torch_threads=torch.get_num_threads(), repeats=repeats, statistic="median",
                               sample="golden p2_f100: 2 persons x 48 frames x 17 joints, 56x56",
                               cpu_count=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()])
