@@ -86,10 +86,11 @@ VAL_SHAPES.update({
     # owned by the demo engineer, whose recipe may change: only the layout is checked
     "penn_action/x3d_shallow_penn_action.py": None,
 })
+# config: (pickle under shared/data/datasets, joints, train + test samples from the data README)
 SMALL_DATA = {
-    "msr_action3d/x3d_shallow_xsub.py": ("msr_action3d/msr_action3d_kinect20_proj2d.pkl", 20),
-    "utkinect/x3d_shallow_liegroup1.py": ("utkinect_action3d/utkinect_kinect20_proj2d.pkl", 20),
-    "jhmdb/x3d_shallow_split1.py": ("jhmdb14_ddnet/jhmdb14_gt15_2d_pseudocanvas.pkl", 15),
+    "msr_action3d/x3d_shallow_xsub.py": ("msr_action3d/msr_action3d_kinect20_proj2d.pkl", 20, (284, 273)),
+    "utkinect/x3d_shallow_liegroup1.py": ("utkinect_action3d/utkinect_kinect20_proj2d.pkl", 20, 199),
+    "jhmdb/x3d_shallow_split1.py": ("jhmdb14_ddnet/jhmdb14_gt15_2d_pseudocanvas.pkl", 15, (433, 176)),
 }
 
 
@@ -228,8 +229,10 @@ def test_val_pipeline_on_real_sample(name, ntu_samples):
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_DATA))
-def test_small_dataset_configs_map_their_own_joints(name, data_dir):
-    file, joints = SMALL_DATA[name]
+def test_small_dataset_configs_map_their_own_joints(name, data_dir, monkeypatch):
+    from posec3d.data.dataset import build_dataset
+
+    file, joints, counts = SMALL_DATA[name]
     cfg = load_config(CONFIGS / name)
     # ann_file is relative to the repository root and points into ../shared
     assert (CONFIGS.parent / cfg.ann_file).resolve() == (data_dir / "datasets" / file).resolve()
@@ -245,6 +248,12 @@ def test_small_dataset_configs_map_their_own_joints(name, data_dir):
         scores = model.forward_test(out["imgs"][None])
     assert tuple(scores.shape) == (1, cfg.model.cls_head.num_classes)
     np.testing.assert_allclose(float(scores.sum()), 1.0, rtol=1e-5)  # averaged probabilities
+    # the datasets build from the repository root as the config is written
+    monkeypatch.chdir(CONFIGS.parent)
+    train, test = build_dataset(dataset_cfg(cfg, "train")), build_dataset(dataset_cfg(cfg, "test"))
+    assert len(train) % 10 == 0
+    sizes = (len(train) // 10, len(test))
+    assert sizes == counts if isinstance(counts, tuple) else sum(sizes) == counts
 
 
 def test_train_pipeline_shapes_on_real_sample(ntu_samples):
