@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from posec3d.data import skeletons as S
 from posec3d.data.annotations import load_annotations
@@ -197,3 +198,34 @@ def test_kinect20_pipeline_with_its_own_flip_pairs_and_limbs(data_dir):
     out = pipe(dict(sample))
     assert tuple(out["imgs"].shape) == (1, len(limbs), 12, 28, 28) and isinstance(out["label"], int)
     assert float(out["imgs"].max()) > 0.5
+
+
+def test_pyskl_p_interval_samples_inside_a_sub_window():
+    u = TRANSFORMS.build(dict(type="UniformSampleFrames", clip_len=8, num_clips=1, p_interval=(0.5, 0.5)))
+    np.random.seed(5)
+    inds = u(dict(total_frames=100, start_index=0))["frame_inds"]
+    # Replay: ratio 0.5 -> a 50-frame window at offset randint(51), then segment sampling in it.
+    np.random.seed(5)
+    np.random.rand()
+    off = np.random.randint(51)
+    assert inds.min() >= off and inds.max() < off + 50 and (np.diff(inds) > 0).all()
+
+
+def test_format_shape_rgb_and_heatmap_imgs_and_packing():
+    frames = [np.full((4, 6, 3), i, np.uint8) for i in range(2 * 3)]  # 2 clips x 3 frames
+    heat = np.arange(2 * 12 * 17 * 2 * 2, dtype=np.float32).reshape(2 * 12, 17, 2, 2)  # 2 clips x 12
+    r = dict(imgs=frames, heatmap_imgs=heat, num_clips=2, clip_len=dict(RGB=3, Pose=12), label=7)
+    r = Compose([dict(type="FormatShape", input_format="NCTHW")])(r)
+    assert r["imgs"].shape == (2, 3, 3, 4, 6) and r["imgs"][1, 0, 2, 0, 0] == 5  # clip 1, frame 2
+    assert r["heatmap_imgs"].shape == (2, 17, 12, 2, 2)
+    np.testing.assert_array_equal(r["heatmap_imgs"][1, :, 0], heat[12])
+    packed = Compose([dict(type="PackActionInputs", collect_keys=("imgs", "heatmap_imgs"))])(r)
+    assert set(packed) == {"imgs", "heatmap_imgs", "label"} and packed["label"] == 7
+    assert packed["imgs"].dtype == packed["heatmap_imgs"].dtype == torch.float32
+
+
+def test_generate_pose_target_config_errors():
+    with pytest.raises(ConfigError, match="exactly one"):
+        TRANSFORMS.build(dict(type="GeneratePoseTarget", with_kp=True, with_limb=True))
+    with pytest.raises(ConfigError, match="unknown transform type 'NoSuchStep'"):
+        Compose([dict(type="NoSuchStep")])
