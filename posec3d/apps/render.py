@@ -17,16 +17,15 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from posec3d.data.skeletons import CONFIG_LIMBS, COCO17_LEFT_KP, COCO17_RIGHT_KP
 from posec3d.errors import VideoError
 
 # COCO-17 sides (SPEC §1.5): used to colour joints and limbs by body side.
-COCO17_LEFT = (1, 3, 5, 7, 9, 11, 13, 15)
-COCO17_RIGHT = (2, 4, 6, 8, 10, 12, 14, 16)
-# The limb list of the pyskl/mmaction2 limb configs (SPEC §1.5): it covers face, arms, trunk, legs.
-COCO17_EDGES = (
-    (0, 5), (0, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (11, 13), (13, 15),
-    (6, 12), (12, 14), (14, 16), (0, 1), (0, 2), (1, 3), (2, 4), (11, 12), (5, 6),
-)
+COCO17_LEFT = COCO17_LEFT_KP
+COCO17_RIGHT = COCO17_RIGHT_KP
+# The limb list of the limb configs (face, arms, trunk, legs) plus the shoulder line, which
+# closes the torso in a drawing.
+COCO17_EDGES = tuple(CONFIG_LIMBS) + ((5, 6),)
 
 LEFT_COLOUR = (255, 140, 0)     # orange
 RIGHT_COLOUR = (30, 144, 255)   # blue
@@ -55,7 +54,7 @@ def _joint_colour(j: int, left: Sequence[int], right: Sequence[int]) -> tuple[in
     return {"left": LEFT_COLOUR, "right": RIGHT_COLOUR, "centre": CENTRE_COLOUR}[_side(j, left, right)]
 
 
-def _as_rgb_image_check(frame: np.ndarray) -> None:
+def _check_rgb(frame: np.ndarray) -> None:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
 
@@ -92,7 +91,7 @@ def draw_pose(
     if scores is None:
         scores = np.ones(keypoints.shape[:2])
     scores = np.asarray(scores, dtype=np.float64).reshape(keypoints.shape[:2])
-    _as_rgb_image_check(frame)
+    _check_rgb(frame)
     out = np.array(frame, copy=True)
     h, w = frame.shape[:2]
     width = line_width_for(h, w)
@@ -167,7 +166,7 @@ def draw_label_panel(
     h = frame.shape[0]
     size = font_size or max(14, h // 28)
     font = label_font(size)
-    _as_rgb_image_check(frame)
+    _check_rgb(frame)
     out = np.array(frame, copy=True)
     h, w = frame.shape[:2]
     pad, gap = max(4, size // 4), max(2, size // 5)
