@@ -55,7 +55,12 @@ class _Target:
             self.mirror = planes(perm) + num_clips * channels * clip_len * size
         self.shape = (batch, crops * num_clips, channels, clip_len, h, w)
         self.h, self.w = h, w
-        self.out = torch.zeros(batch * per_sample, dtype=torch.float32, device=device)
+        if torch.device(device).type == "cpu":
+            # calloc'd memory: pages are zeroed lazily by the kernel, only where something is drawn
+            # (torch.zeros would memset the whole ~300 MB volume up front).
+            self.out = torch.from_numpy(np.zeros(batch * per_sample, np.float32))
+        else:
+            self.out = torch.zeros(batch * per_sample, dtype=torch.float32, device=device)
 
     def scatter(self, plane_idx: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, vals: torch.Tensor) -> None:
         """Max-combine ``vals`` at (flat plane index into (B, T, C), y, x); any shapes that broadcast."""
