@@ -244,8 +244,8 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
     for epoch in range(start_epoch, max_epochs):
         set_train_mode(model, norm_eval=bool(cfg.get("norm_eval", False)))
         _seed_main_process_data_rngs(seed + epoch)
-        data_time = compute_time = 0.0
-        loss_sum, loss_count = 0.0, 0
+        data_time = compute_time = first_wait = 0.0
+        loss_sum, loss_count, samples = 0.0, 0, 0
         tick = time.perf_counter()
         for batch in train_loader.epoch(epoch):
             if train_transform is not None:
@@ -253,6 +253,9 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
             inputs, labels = model_inputs(batch, dist.device), batch_labels(batch).to(dist.device)
             loaded = time.perf_counter()
             data_time += loaded - tick
+            if loss_count == 0:
+                first_wait = loaded - tick  # includes starting the loader workers
+            samples += len(labels)
 
             lr = schedule.lr_at(iteration)
             for group in optimizer.param_groups:
@@ -297,7 +300,9 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         # ---- end of epoch: validate, then checkpoint (so best.pth and meta['best'] agree) -------
         record = {"mode": "epoch", "epoch": epoch + 1, "iter": iteration,
                   "loss": D.all_reduce_mean(loss_sum / max(loss_count, 1), dist.device),
-                  "data_wait_fraction": data_time / max(data_time + compute_time, 1e-9)}
+                  "data_wait_fraction": data_time / max(data_time + compute_time, 1e-9),
+                  "samples": samples, "data_time": data_time, "compute_time": compute_time,
+                  "first_batch_wait": first_wait}
         log.log(record, flush=False)
         is_best = False
         if val_loader is not None and (epoch + 1) % C.val_interval(cfg) == 0:
