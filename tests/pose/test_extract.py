@@ -113,6 +113,17 @@ def test_hugging_clip_two_people_tracked(hugging):
     assert weight[0] >= weight[1]
 
 
+def test_bundled_model_is_the_npm_bundle_with_its_notice():
+    import hashlib
+
+    from posec3d.pose.estimators import bundled_model_path
+
+    path = bundled_model_path()
+    assert hashlib.md5(path.read_bytes()).hexdigest() == "9cf4ea3242d4883aa369521e3d3ca970"  # shared/data MD5SUMS
+    notice = (path.parent / "NOTICE").read_text()
+    assert "Apache License, Version 2.0" in notice and "@mediapipe/pose" in notice
+
+
 def test_offline_with_network_blocked(monkeypatch, data_dir):
     def refuse(*args, **kwargs):
         raise OSError("network blocked by the test")

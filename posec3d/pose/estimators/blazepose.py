@@ -34,7 +34,7 @@ def bundled_model_path(name: str = "full") -> Path:
 def _quiet_native_stderr():
     """Silence the C++ start-up chatter of LiteRT/XNNPACK (it writes straight to fd 2).
 
-    What was written is kept and re-raised with the error if model creation fails.
+    What was written stays readable from the yielded file (shown with a model-loading error).
     """
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
@@ -115,11 +115,18 @@ class MediaPipePose(PoseEstimator):
     def close(self) -> None:
         # Close explicitly: mediapipe 1.2.3 otherwise prints a TypeError at interpreter exit.
         if self._landmarker is not None:
-            self._landmarker.close()
+            with _quiet_native_stderr():  # LiteRT logs each accelerator it tears down
+                self._landmarker.close()
             self._landmarker = None
 
     def _detect(self, rgb: np.ndarray):
-        return self._landmarker.detect(self._image_cls(image_format=self._srgb, data=rgb))
+        if self._landmarker is None:
+            raise RuntimeError("MediaPipePose used after close()")
+        image = self._image_cls(image_format=self._srgb, data=rgb)
+        if self._calls == 0:  # the first inference logs graph set-up warnings; later ones are quiet
+            with _quiet_native_stderr():
+                return self._landmarker.detect(image)
+        return self._landmarker.detect(image)
 
     def _want_second_pass(self, found: int) -> bool:
         if self.second_pass == "off" or not 0 < found < self.max_persons:
