@@ -177,8 +177,9 @@ def batch_heatmaps(keypoint: torch.Tensor, score: torch.Tensor | None, h: int, w
                    flip_perm: np.ndarray | None = None) -> torch.Tensor:
     """Heatmaps of a batch: keypoints (B, M, T, V, 2), scores (B, M, T, V) or None (all ones).
 
-    Joint maps unless ``limbs`` is given. Returns (B, views, C, L, H, W) with ``views=(clips, L)``
-    (×2 views with ``flip_perm``), else (B, C, T, H, W) (only without ``flip_perm``).
+    Joint maps unless ``limbs`` is given. Returns (B, views, C, L, H, W): views = clips of
+    ``views=(clips, L)`` (default one clip of all T frames), twice as many with ``flip_perm`` (the
+    mirrored views last); without ``views`` and ``flip_perm`` simply (B, C, T, H, W).
     """
     kp = keypoint.float()
     bsz, m, t, v = kp.shape[:4]
@@ -191,9 +192,7 @@ def batch_heatmaps(keypoint: torch.Tensor, score: torch.Tensor | None, h: int, w
         limb_t = torch.as_tensor(np.asarray(limbs, dtype=np.int64).reshape(-1, 2), device=kp.device)
         _draw_limbs(target, kp, value, limb_t, sigma, eps)
     out = target.result()
-    if views is None:
-        return out[:, 0] if flip_perm is None else out.flatten(1, 2)
-    return out
+    return out[:, 0] if views is None and flip_perm is None else out
 
 
 class BatchHeatmaps(nn.Module):

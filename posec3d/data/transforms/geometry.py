@@ -236,6 +236,8 @@ class Flip:
         self.direction = direction
         self.left_kp = list(left_kp) if left_kp is not None else None
         self.right_kp = list(right_kp) if right_kp is not None else None
+        # Labels whose meaning mirrors (e.g. "swipe left" <-> "swipe right").
+        self.flip_label_map = {int(k): int(v) for k, v in (flip_label_map or {}).items()}
 
     def _perm(self, num_joints: int) -> list[int]:
         perm = list(range(num_joints))
@@ -250,6 +252,8 @@ class Flip:
         if not flip:
             return results
         h, w = results["img_shape"]
+        if self.flip_label_map and "label" in results:
+            results["label"] = self.flip_label_map.get(int(results["label"]), results["label"])
         if "keypoint" in results:
             kp = results["keypoint"]
             axis, size = (0, w) if self.direction == "horizontal" else (1, h)
