@@ -131,3 +131,25 @@ def test_bad_model_files_raise_clear_errors(tmp_path, models):
         OnnxTopDownPose(junk)
     with pytest.raises(PoseC3DError, match="pose model"):
         build_estimator(det_model=models[1])
+
+
+def test_mediapipe_boxes_feed_the_onnx_model(models, data_dir):
+    """Without --det-model the person boxes are the embedded MediaPipe model's."""
+    from posec3d.pose.estimators import MediaPipePose
+    from posec3d.pose.video import VideoReader
+
+    with VideoReader(data_dir / "videos/kinetics/clean_and_jerk.mp4", max_frames=1) as reader:
+        (_, rgb), = list(reader)
+    with MediaPipePose(max_persons=1) as mediapipe:
+        _, _, expected_boxes = mediapipe(rgb)
+    est = OnnxTopDownPose(models[0], max_persons=1)
+    kp, score, boxes = est(rgb)
+    est.close()
+    assert len(expected_boxes) == 1
+    np.testing.assert_allclose(boxes, expected_boxes, atol=1e-3)
+    # every keypoint lies in the padded crop around that box (and in the frame)
+    x1, y1, x2, y2 = boxes[0]
+    crop_w = 1.25 * max(x2 - x1, (y2 - y1) * IN_W / IN_H)
+    pad = (crop_w - (x2 - x1)) / 2 + 1
+    assert np.all((kp[0, :, 0] >= max(x1 - pad, 0)) & (kp[0, :, 0] <= min(x2 + pad, 339)))
+    assert kp.shape == (1, 17, 2) and np.all((score >= 0) & (score <= 1))
