@@ -17,8 +17,8 @@ penn_to_coco17 = [0, -1, -1, -1, -1, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]
 face_points = [1, 2, 3, 4]
 left_kp = [1, 3, 5, 7, 9, 11, 13, 15]
 right_kp = [2, 4, 6, 8, 10, 12, 14, 16]
-clip_len = 24
-size = 32
+clip_len = 16
+size = 28
 
 model = dict(
     type='Recognizer3D',
@@ -36,7 +36,7 @@ train_pipeline = [
     dict(type='UniformSampleFrames', clip_len=clip_len),
     dict(type='PoseDecode'),
     dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
-    dict(type='Resize', scale=(-1, 40)),
+    dict(type='Resize', scale=(-1, 36)),
     # Estimator-like noise on the clean annotated joints (jitter ~1.5% of the box, soft scores, drops).
     dict(type='PoseNoise', jitter=0.015, score_range=(0.6, 1.0), joint_drop=0.03, frame_drop=0.03),
     dict(type='RandomResizedCrop', area_range=(0.56, 1.0)),
