@@ -38,11 +38,13 @@ def load_annotation_file(path: str | os.PathLike) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
         with open(path, "rb") as f:
             return safe_load(f)
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot read ({e.strerror or e})") from None
     except UnsafePickleError as e:
         raise AnnotationError(f"{path}: unsafe pickle, not loaded ({e})") from None
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError,
-            AttributeError, MemoryError, OverflowError, UnicodeDecodeError, RuntimeError) as e:
-        # Truncation shows up as EOFError or a bad opcode; corruption as anything above.
+    except Exception as e:  # noqa: BLE001
+        # Only allow-listed constructors run, so any failure here means a damaged stream:
+        # truncation shows up as EOFError or a bad opcode, corruption as nearly anything.
         raise AnnotationError(
             f"{path}: truncated or corrupt pickle ({type(e).__name__}: {str(e)[:120]})"
         ) from None
