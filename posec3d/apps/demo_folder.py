@@ -254,7 +254,7 @@ def demo_folder(
     overall, _, _ = summary_tables(rows)
     typer.echo(f"{len(rows)} videos ({cached} from cache), {len(failed)} failed; wrote {csv_path} and {xlsx_path}")
     for _, (metric, value) in overall.iterrows():
-        if metric.endswith("accuracy") and value is not None:
+        if metric.endswith("accuracy") and value is not None and value == value:  # skip None / NaN
             typer.echo(f"  {metric}: {value:.4f}")
     for r in failed:
         typer.echo(f"  failed: {r['path']}: {r['error']}")
