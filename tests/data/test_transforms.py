@@ -229,3 +229,19 @@ def test_generate_pose_target_config_errors():
         TRANSFORMS.build(dict(type="GeneratePoseTarget", with_kp=True, with_limb=True))
     with pytest.raises(ConfigError, match="unknown transform type 'NoSuchStep'"):
         Compose([dict(type="NoSuchStep")])
+
+
+def test_coco_flip_pairs_on_another_layout_is_a_clear_error():
+    sample = dict(img_shape=(32, 32), keypoint=np.full((1, 2, 13, 2), 5, np.float32),
+                  keypoint_score=np.ones((1, 2, 13), np.float32))
+    with pytest.raises(ConfigError, match="13 joints"):
+        Compose([dict(type="Flip", flip_ratio=1.0, left_kp=list(S.COCO17_LEFT_KP),
+                      right_kp=list(S.COCO17_RIGHT_KP))])(dict(sample))
+    with pytest.raises(ConfigError, match="only 13 joints"):
+        Compose([dict(type="GeneratePoseTarget", double=True)])(dict(sample))
+    with pytest.raises(ConfigError, match="13 joints"):
+        Compose([dict(type="GeneratePoseTarget", with_kp=False, with_limb=True)])(dict(sample))
+    penn_left, penn_right = S.flip_pairs(S.PENN_ACTION_NAMES)
+    out = Compose([dict(type="GeneratePoseTarget", double=True, left_kp=list(penn_left),
+                        right_kp=list(penn_right))])(dict(sample))
+    assert out["imgs"].shape == (4, 13, 32, 32)

@@ -260,6 +260,9 @@ class Flip:
             coord = kp[..., axis]
             coord[coord != 0] = size - coord[coord != 0]
             if self.direction == "horizontal" and self.left_kp:
+                if max(self.left_kp + self.right_kp) >= kp.shape[-2]:
+                    raise ConfigError(f"Flip: left_kp/right_kp name joint {max(self.left_kp + self.right_kp)} "
+                                      f"but keypoints have {kp.shape[-2]} joints; give this layout's pairs")
                 perm = self._perm(kp.shape[-2])
                 results["keypoint"] = kp[..., perm, :]
                 if "keypoint_score" in results:

@@ -60,6 +60,14 @@ class GeneratePoseTarget:
             channels, left, right = kp.shape[2], self.left_kp, self.right_kp
         else:
             channels, left, right = len(self.skeletons), self.left_limb, self.right_limb
+        if self.double and max((*left, *right), default=-1) >= channels:
+            kind = "left_kp/right_kp" if self.with_kp else "left_limb/right_limb"
+            raise ConfigError(f"GeneratePoseTarget: {kind} name channel {max((*left, *right))} but there "
+                              f"are only {channels} {'joints' if self.with_kp else 'limbs'}; give the "
+                              "flip pairs of this layout")
+        if not self.with_kp and max((j for limb in self.skeletons for j in limb), default=-1) >= kp.shape[2]:
+            raise ConfigError(f"GeneratePoseTarget: skeletons use joint {max(j for l_ in self.skeletons for j in l_)} "
+                              f"but keypoints have {kp.shape[2]} joints")
         perm = flip_permutation(channels, left, right) if self.double else None
         if views is None:
             layout = Layout.frames(kp.shape[1], channels, h, w, perm)
