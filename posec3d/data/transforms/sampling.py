@@ -34,7 +34,7 @@ def clip_indices(num_frames: int, clip_len: int, test_mode: bool, clip_idx: int,
     return bounds[:-1] + np.random.randint(np.diff(bounds))
 
 
-@TRANSFORMS.register()
+@TRANSFORMS.register("UniformSample")  # pyskl's GCN configs spell it so
 class UniformSampleFrames:
     """Split the video into ``clip_len`` segments and take one frame from each, ``num_clips`` times.
 
