@@ -135,14 +135,16 @@ def test_ntu_bad_name_and_cli_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Taekwondo
-def tkd_frame(path, shift: float, view=2, drop: tuple[str, ...] = ()) -> None:
+def tkd_frame(path, shift: float, view=2, drop: tuple[str, ...] = (), size=None) -> None:
     """A frame JSON whose joint j sits at (shift + j, 2*shift + j)."""
     loc = {name: {"x": shift + j, "y": 2 * shift + j, "view": view}
            for j, name in enumerate(KOREAN_COCO17) if name not in drop}
     loc["머리 위"] = {"x": 1, "y": 1, "view": 2}  # a non-COCO joint, ignored
+    label = {"pose": {"location": loc}}
+    if size is not None:
+        label["images"] = {"width": size[1], "height": size[0]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"labelingInfo": [{"pose": {"location": loc}}]}, ensure_ascii=False),
-                    encoding="utf-8")
+    path.write_text(json.dumps({"labelingInfo": [label]}, ensure_ascii=False), encoding="utf-8")
 
 
 def make_taekwondo(root):
@@ -158,6 +160,12 @@ def make_taekwondo(root):
     tkd_frame(tr / nfd / "P02" / "B-E1.json", 2, view=0, drop=("코",))
     tkd_frame(va / "내려헤쳐막기" / "P03" / "C-S1.json", 5)
     tkd_frame(va / "내려헤쳐막기" / "P03" / "C-E1.json", 6)
+    # one motion filmed from two directions: two takes in one sequence folder -> two samples
+    two = tr / "주춤서고 팔꿈치표적치기" / "P05"
+    for take in ("V10", "V2"):
+        tkd_frame(two / f"P05-{take}-S01.json", 1, size=(720, 1280) if take == "V2" else None)
+        tkd_frame(two / f"P05-{take}-E01.json", 2, size=(720, 1280) if take == "V2" else None)
+    tkd_frame(two / "P05-V2-M05.json", 3)
     (base / "1.Training" / "원천데이터").mkdir()  # images folder, unused
     return root
 
@@ -166,8 +174,13 @@ def test_taekwondo_order_labels_and_scores(tmp_path):
     annos, split, names = convert_taekwondo(make_taekwondo(tmp_path))
     assert names == ["기본준비", "내려헤쳐막기", "주춤서고 팔꿈치표적치기"]  # code-point order
     by = {a["frame_dir"]: a for a in annos}
-    assert split == {"train": ["train/기본준비/P02", "train/주춤서고 팔꿈치표적치기/P01_T01"],
+    assert split == {"train": ["train/기본준비/P02", "train/주춤서고 팔꿈치표적치기/P01_T01",
+                               "train/주춤서고 팔꿈치표적치기/P05/P05-V2", "train/주춤서고 팔꿈치표적치기/P05/P05-V10"],
                      "val": ["val/내려헤쳐막기/P03"]}
+    v2, v10 = by["train/주춤서고 팔꿈치표적치기/P05/P05-V2"], by["train/주춤서고 팔꿈치표적치기/P05/P05-V10"]
+    np.testing.assert_array_equal(v2["keypoint"][0, :, 0], [[1, 2], [3, 6], [2, 4]])  # S, M, E
+    assert v2["img_shape"] == (720, 1280) and v10["img_shape"] == (1080, 1920)
+    assert v10["total_frames"] == 2 and v10["label"] == 2
     s = by["train/주춤서고 팔꿈치표적치기/P01_T01"]
     assert s["label"] == 2 and s["total_frames"] == 4 and s["img_shape"] == (1080, 1920)
     assert s["keypoint"].shape == (1, 4, 17, 2) and s["keypoint_score"].shape == (1, 4, 17)

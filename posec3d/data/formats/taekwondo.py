@@ -7,16 +7,19 @@ Layout::
 (``root`` may also be the ``01.데이터`` folder itself.) Each JSON holds
 ``labelingInfo[0].pose.location``: Korean COCO joint names -> ``{x, y, view}``.
 
-One sample per sequence folder. A frame's role is the first letter of the last ``-``-separated
-token of its file stem: ``S`` start, ``M`` middle, ``E`` end; frames are ordered S, then the M
-frames, then E, each group in natural name order (numbers compared as numbers).
+A frame's role is the first letter of the last ``-``-separated token of its file stem: ``S``
+start, ``M`` middle, ``E`` end. Frames whose stems agree before that token form one take (the
+dataset films every motion from 8 directions) and one sample: S, then the M frames, then E, each
+group in natural name order (numbers compared as numbers). ``frame_dir`` is
+``<train|val>/<class>/<sequence>``, plus ``/<take>`` when a sequence folder holds several takes.
+``img_shape`` comes from an ``images: {width, height}`` entry when the JSON has one, else
+(1080, 1920) as in the fork.
 
 Differences from the fork's converter (on purpose): scores stay in the same frame order as the
 keypoints; ``keypoint_score`` is (1, T, 17) with no trailing axis; arrays are float32; every
-sample gets a unique ``frame_dir`` (``train/<class>/<sequence>``) so the ``split`` lists work;
-the output is one dict with ``split = {'train': ..., 'val': ...}``. ``view`` is taken as the joint
-score, clipped to [0, 1] (a positive visibility flag counts as visible); a joint absent from
-the JSON has score 0. Labels index the class-folder names sorted by code point (with all 64
+sample gets a unique ``frame_dir`` so the ``split`` lists work; the output is one dict with
+``split = {'train': ..., 'val': ...}``. ``view`` is taken as the joint score, clipped to [0, 1]
+(a positive visibility flag counts as visible); a joint absent from the JSON has score 0. Labels index the class-folder names sorted by code point (with all 64
 classes present this is the official ``goyang_taekwondo`` label map); names are NFC-normalised
 because archives unpacked on macOS often store Hangul decomposed.
 """
@@ -84,8 +87,24 @@ def _score(value, path: Path, joint: str) -> float:
         raise AnnotationError(f"{path}: joint {joint!r} has a non-numeric 'view' {value!r}") from None
 
 
-def read_frame_json(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(keypoints (17, 2), scores (17,)) of one frame JSON."""
+def _image_shape(data: dict, info: dict) -> tuple[int, int] | None:
+    """(h, w) from an ``images`` entry ({width, height}) of the label or the file, if any."""
+    for holder in (info, data):
+        images = holder.get("images") if isinstance(holder, dict) else None
+        if isinstance(images, list) and images:
+            images = images[0]
+        if isinstance(images, dict):
+            try:
+                h, w = int(float(images["height"])), int(float(images["width"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if h > 0 and w > 0:
+                return h, w
+    return None
+
+
+def read_frame_json(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
+    """(keypoints (17, 2), scores (17,), image (h, w) or None) of one frame JSON."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as e:
@@ -93,7 +112,8 @@ def read_frame_json(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     try:
-        location = data["labelingInfo"][0]["pose"]["location"]
+        info = data["labelingInfo"][0]
+        location = info["pose"]["location"]
     except (KeyError, IndexError, TypeError):
         raise AnnotationError(f"{path}: no labelingInfo[0].pose.location") from None
     if isinstance(location, list):  # tolerate a list of {name: point} dicts
@@ -115,27 +135,39 @@ def read_frame_json(path: Path) -> tuple[np.ndarray, np.ndarray]:
         except (KeyError, TypeError, ValueError):
             raise AnnotationError(f"{path}: joint {name!r} needs numeric 'x' and 'y', got {point!r}") from None
         sc[j] = _score(point.get("view", 1), path, name)
-    return kp, sc
+    return kp, sc, _image_shape(data, info)
 
 
-def _sequence_sample(seq: Path, split: str, class_name: str, label: int) -> dict | None:
-    frames = [p for p in seq.iterdir() if p.suffix.lower() == ".json"]
-    if not frames:
-        return None
+def take_key(path: Path) -> str:
+    """The file stem without its role token: frames of one take (camera view) share it."""
+    return path.stem.rsplit("-", 1)[0] if "-" in path.stem else ""
+
+
+def _sequence_samples(seq: Path, split: str, class_name: str, label: int) -> list[dict]:
+    """One sample per take in a sequence folder (the dataset films each motion from 8 views)."""
+    takes: dict[str, list[Path]] = {}
+    for p in seq.iterdir():
+        if p.suffix.lower() == ".json":
+            takes.setdefault(take_key(p), []).append(p)
     order = {"S": 0, "M": 1, "E": 2}
-    frames.sort(key=lambda p: (order[frame_role(p)], _natural_key(p.stem)))
-    parts = [read_frame_json(p) for p in frames]
-    keypoint = np.stack([k for k, _ in parts])[None]
-    score = np.stack([s for _, s in parts])[None]
-    return dict(
-        frame_dir=f"{split}/{class_name}/{_nfc(seq.name)}",
-        label=label,
-        img_shape=IMG_SHAPE,
-        original_shape=IMG_SHAPE,
-        total_frames=len(frames),
-        keypoint=keypoint,
-        keypoint_score=score,
-    )
+    samples = []
+    for key in sorted(takes, key=_natural_key):
+        frames = sorted(takes[key], key=lambda p: (order[frame_role(p)], _natural_key(p.stem)))
+        parts = [read_frame_json(p) for p in frames]
+        shape = next((shape for _, _, shape in parts if shape is not None), IMG_SHAPE)
+        frame_dir = f"{split}/{class_name}/{_nfc(seq.name)}"
+        if len(takes) > 1:
+            frame_dir += f"/{_nfc(key)}"
+        samples.append(dict(
+            frame_dir=frame_dir,
+            label=label,
+            img_shape=shape,
+            original_shape=shape,
+            total_frames=len(frames),
+            keypoint=np.stack([k for k, _, _ in parts])[None],
+            keypoint_score=np.stack([sc for _, sc, _ in parts])[None],
+        ))
+    return samples
 
 
 def _split_label_folders(root: Path) -> dict[str, Path]:
@@ -172,8 +204,7 @@ def convert_taekwondo(
     annotations: list[dict] = []
     split: dict[str, list[str]] = {s: [] for s in SPLIT_FOLDERS if s in split_dirs}
     for s, c, seq in jobs:
-        sample = _sequence_sample(seq, s, _nfc(c.name), label_of[_nfc(c.name)])
-        if sample is not None:
+        for sample in _sequence_samples(seq, s, _nfc(c.name), label_of[_nfc(c.name)]):
             annotations.append(sample)
             split[s].append(sample["frame_dir"])
         if progress is not None:
