@@ -72,6 +72,20 @@ def test_ntu_skeleton_values_persons_and_scores(tmp_path):
     assert s["keypoint_score"][0, 0, 0] == 1.0
 
 
+def test_ntu_non_finite_colour_coordinates_become_missing(tmp_path):
+    f = tmp_path / "S001C001P001R001A001.skeleton"
+    write_skeleton(f, [[(1, ntu_joints(1.0))]])
+    lines = f.read_text().splitlines()
+    head = 4 + 3  # frame count, body count, body info, joint count, joints 0-2; line of joint 3 (head)
+    fields = lines[head].split()
+    fields[5], fields[6] = "NaN", "-inf"
+    lines[head] = " ".join(fields)
+    f.write_text("\n".join(lines) + "\n")
+    s = read_skeleton_file(f)
+    np.testing.assert_array_equal(s["keypoint"][0, 0, 0], [0, 0])
+    assert s["keypoint_score"][0, 0, 0] == 0 and s["keypoint_score"][0, 0, 5] == 1
+
+
 def test_ntu_keeps_the_two_longest_bodies(tmp_path):
     f = tmp_path / "S001C001P001R001A001.skeleton"
     short, long1, long2 = ntu_joints(3.0), ntu_joints(1.0), ntu_joints(2.0)

@@ -11,7 +11,8 @@ File layout (text, whitespace separated)::
                       orientationW orientationX orientationY orientationZ trackingState>
 
 We keep ``colorX, colorY`` (pixels of the 1920x1080 RGB video), so ``img_shape = (1080, 1920)``.
-Joint score from the joint's trackingState: 2 tracked -> 1.0, 1 inferred -> 0.5, 0 not tracked -> 0.
+Joint score from the joint's trackingState: 2 tracked -> 1.0, 1 inferred -> 0.5, 0 not tracked -> 0;
+a joint with NaN / inf colour coordinates becomes (0, 0) with score 0.
 
 Kinect v2 -> COCO-17 (``NTU25_TO_COCO17``; -1 = no such joint, coordinates 0 and score 0):
 COCO nose <- 3 head; eyes and ears: none; l_sho <- 4, l_elb <- 5, l_wri <- 6, r_sho <- 8,
@@ -131,8 +132,13 @@ def read_skeleton_file(path: str | os.PathLike, max_persons: int = 2) -> dict | 
     score = np.zeros((len(kept), num_frames, len(idx)), np.float32)
     for m, (_, frames) in enumerate(kept):
         for t, joints in frames.items():
-            keypoint[m, t, present] = joints[idx[present]][:, 5:7]
-            score[m, t, present] = [TRACKING_SCORE[int(s)] for s in joints[idx[present], 11]]
+            xy = joints[idx[present]][:, 5:7]
+            sc = np.array([TRACKING_SCORE[int(s)] for s in joints[idx[present], 11]])
+            # Kinect writes NaN / inf for joints it could not map into the colour frame.
+            lost = ~np.isfinite(xy).all(axis=1)
+            xy[lost], sc[lost] = 0, 0
+            keypoint[m, t, present] = xy
+            score[m, t, present] = sc
     return dict(
         frame_dir=NAME_PATTERN.search(path.name).group(0),
         label=info["action"] - 1,
