@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -18,11 +19,12 @@ def _fmt_stats(stats: dict | None) -> str:
 def info(
     ann_file: Path = typer.Argument(..., help="Annotation pickle (pyskl / mmaction2 format) or score dump."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    split: Optional[str] = typer.Option(None, "--split", help="Statistics of this split only."),
 ) -> None:
     """Samples per split, classes, persons, frames, keypoint layout and dtypes of a pickle."""
     from posec3d.data.summary import summarize
 
-    summary = summarize(ann_file)
+    summary = summarize(ann_file, split)
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -35,7 +37,7 @@ def info(
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("content", summary["description"])
-    table.add_row("samples", str(summary["num_samples"]))
+    table.add_row("samples", str(summary["num_samples"]) + (f" (split {summary['split']})" if summary.get("split") else ""))
     splits = summary["splits"]
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in splits.items()) if splits else "none")
     classes = summary["num_classes"]

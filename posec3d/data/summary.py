@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from posec3d.data.annotations import load_annotation_file, split_annotations, validate_sample
+from posec3d.data.annotations import load_annotation_file, select_split, split_annotations, validate_sample
 from posec3d.errors import AnnotationError
 
 KNOWN_LAYOUTS = {17: "COCO-17", 13: "Penn Action", 15: "JHMDB puppet", 20: "Kinect v1",
@@ -39,10 +39,11 @@ def _summarize_scores(path, items: list) -> dict:
     )
 
 
-def summarize(path: str | os.PathLike) -> dict[str, Any]:
+def summarize(path: str | os.PathLike, split_name: str | None = None) -> dict[str, Any]:
     """Samples per split, classes, persons, frames, joint layout and dtypes of a pickle.
 
     Every sample is validated, so a malformed file raises one AnnotationError naming the sample.
+    ``split_name`` restricts the statistics (not the split table) to one split.
     """
     data = load_annotation_file(path)
     if isinstance(data, list) and _is_score_list(data):
@@ -52,6 +53,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         return _summarize_scores(path, items)
     for i, sample in enumerate(items):
         validate_sample(sample, i, path)
+    items = select_split(items, split, split_name, path)
     labels = [int(s["label"]) for s in items if s.get("label") is not None]
     with_kp = [s for s in items if "keypoint" in s]
     joints = sorted({int(s["keypoint"].shape[2]) for s in with_kp})
@@ -71,7 +73,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     description += ", dict with 'split' and 'annotations'" if isinstance(data, dict) else ", plain list"
     shapes = Counter(tuple(int(x) for x in s["img_shape"]) for s in items if "img_shape" in s)
     return dict(
-        file=str(path), kind=kind, description=description,
+        file=str(path), kind=kind, description=description, split=split_name,
         num_samples=len(items),
         splits={name: len(ids) for name, ids in (split or {}).items()},
         num_classes=(max(labels) + 1) if labels else None,

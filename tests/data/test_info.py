@@ -37,6 +37,11 @@ def test_info_values_of_known_files(data_dir):
     assert ntu["keypoints_per_person"] == 17 and ntu["class_counts"] == {"0": 1, "54": 2}
     assert ntu["persons"] == {"min": 1, "median": 2.0, "max": 2}
     assert ntu["frames"] == {"min": 72, "median": 72.0, "max": 103}
+    msr = data_dir / "datasets/msr_action3d/msr_action3d_kinect20_proj2d.pkl"
+    result = runner.invoke(app, ["info", str(msr), "--json", "--split", "xsub_test"])
+    assert json.loads(result.stdout)["num_samples"] == 273
+    result = runner.invoke(app, ["info", str(msr), "--split", "nope"])
+    assert isinstance(result.exception, AnnotationError) and "xsub_train, xsub_test" in str(result.exception)
     penn = _info_json(data_dir / "datasets/penn_action/penn_action_train_gt13_2d.pkl")
     assert penn["num_samples"] == 1258 and penn["num_classes"] == 15 and penn["keypoints_per_person"] == 13
     assert penn["class_counts"]["3"] == 135  # bowl, train column of data/README
