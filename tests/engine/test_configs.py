@@ -31,7 +31,8 @@ from posec3d.engine.config import (
 from posec3d.models import build_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-ALL = sorted(p for p in CONFIGS.rglob("*.py") if p.name != "make_splits.py")
+# Helper scripts that live next to configs (e.g. penn_action/make_splits.py) are not configs.
+ALL = sorted(p for p in CONFIGS.rglob("*.py") if "__main__" not in p.read_text(encoding="utf-8"))
 RGB_CONFIGS = {"rgbpose_conv3d/rgbpose_conv3d.py", "rgbpose_conv3d/rgb_only.py"}
 
 # config: (classes, train split, test split, videos per GPU, lr, weight decay, epochs, repeat times)
