@@ -22,7 +22,7 @@ from typing import Callable
 from posec3d.errors import AnnotationError, PoseC3DError
 from posec3d.files import atomic_write, atomic_write_text
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _extract_one(video: str, cache_file: str | None) -> tuple[dict | None, str |
     notes = [str(w.message) for w in caught if w.category.__name__ == "VideoTruncatedWarning"]
     if cache_file is not None:
         with atomic_write(cache_file, "wb") as f:
-            pickle.dump(ann, f, protocol=4)
+            pickle.dump({"annotation": ann, "warnings": notes}, f, protocol=4)
     return ann, None, notes, time.perf_counter() - start
 
 
@@ -173,12 +173,14 @@ def _close_worker() -> None:
 
 
 def _load_cached(path: Path) -> dict | None:
+    """``{'annotation', 'warnings'}`` from a cache file, or None if it is unusable."""
     try:
         with open(path, "rb") as f:
-            ann = pickle.load(f)  # our own cache files, written atomically by this module
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            entry = pickle.load(f)  # our own cache files, written atomically by this module
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
         return None
-    return ann if isinstance(ann, dict) and "keypoint" in ann else None
+    ok = isinstance(entry, dict) and isinstance(entry.get("annotation"), dict) and "keypoint" in entry["annotation"]
+    return entry if ok else None
 
 
 # -- the build -------------------------------------------------------------------------------
@@ -235,7 +237,8 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
         cached_file = cache_path(cache_dir, path, key_settings)
         cached = _load_cached(cached_file) if cached_file.is_file() else None
         if cached is not None:
-            results[path] = cached
+            results[path] = cached["annotation"]
+            report.warnings.extend(cached["warnings"])
             report.cached += 1
         else:
             todo.append((item, cached_file))

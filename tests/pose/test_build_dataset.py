@@ -128,3 +128,18 @@ def test_extract_cli(tmp_path, data_dir):
     assert ann["label"] == 346 and ann["total_frames"] == 6 and ann["keypoint"].shape == (1, 6, 17, 2)
     missing = CliRunner().invoke(app, ["extract", str(tmp_path / "nope.mp4"), "-o", str(out)])
     assert missing.exit_code != 0
+
+
+def test_truncated_video_is_kept_and_reported_also_from_cache(tmp_path, data_dir):
+    data = (data_dir / "videos/misc/test.avi").read_bytes()
+    (tmp_path / "half.avi").write_bytes(data[: len(data) // 2])
+    lst = tmp_path / "l.txt"
+    lst.write_text("half.avi\t0\n")
+    first = build_dataset([lst], tmp_path / "d.pkl", stride=10)
+    again = build_dataset([lst], tmp_path / "d.pkl", stride=10)
+    assert (first.extracted, again.extracted, again.cached) == (1, 0, 1)
+    for report in (first, again):
+        assert not report.failures
+        assert len(report.warnings) == 1 and "half.avi" in report.warnings[0] and "164" in report.warnings[0]
+    (ann,) = load_annotations(tmp_path / "d.pkl")
+    assert 5 <= ann["total_frames"] <= 9  # about half of 164 frames, every 10th
