@@ -19,8 +19,8 @@ from posec3d.registry import DATASETS
 # Keyword arguments of pyskl / mmaction2 dataset configs that have no effect here (memcached is
 # replaced by reading kpfiles directly; samplers read class_prob from the config themselves).
 _ACCEPTED_NO_OP = {
-    "memcached", "mc_cfg", "class_prob", "multi_class", "num_classes_total", "sample_by_class",
-    "power", "dynamic_length", "filename_tmpl", "with_offset", "modality", "data_root",
+    "memcached", "mc_cfg", "class_prob", "multi_class", "sample_by_class", "squeeze",
+    "power", "dynamic_length", "filename_tmpl", "modality", "data_root",
     "lazy_init", "serialize_data", "max_refetch", "metainfo", "indices", "filter_cfg",
 }
 
@@ -54,7 +54,7 @@ class PoseDataset(Dataset):
     def __init__(self, ann_file: str | os.PathLike, pipeline: Sequence[dict | Callable] | Compose,
                  split: str | None = None, data_prefix: str | dict | None = None,
                  test_mode: bool = False, *, num_classes: int | None = None,
-                 box_thr: float = 0.5, valid_ratio: float | None = None, squeeze: bool = True,
+                 box_thr: float = 0.5, valid_ratio: float | None = None,
                  start_index: int = 0, validate: bool = True, **kwargs):
         unknown = set(kwargs) - _ACCEPTED_NO_OP
         if unknown:
