@@ -5,7 +5,6 @@ val pipelines run on a real MediaPipe NTU sample (and on the shared small datase
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,6 @@ from posec3d.models import build_model
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # Helper scripts that live next to configs (e.g. penn_action/make_splits.py) are not configs.
 ALL = sorted(p for p in CONFIGS.rglob("*.py") if "__main__" not in p.read_text(encoding="utf-8"))
-RGB_CONFIGS = {"rgbpose_conv3d/rgbpose_conv3d.py", "rgbpose_conv3d/rgb_only.py"}
 
 # config: (classes, train split, test split, videos per GPU, lr, weight decay, epochs, repeat times)
 SPEC_TABLE = {
@@ -99,12 +97,6 @@ def rel(p: Path) -> str:
     return p.relative_to(CONFIGS).as_posix()
 
 
-def need_rgb_transforms(name: str) -> None:
-    if name in RGB_CONFIGS and importlib.util.find_spec("posec3d.data.multimodal") is None:
-        pytest.xfail("RGBPose transforms (MMUniformSampleFrames, MMDecode, MMCompact, Normalize) "
-                     "are not in posec3d.data yet")
-
-
 @pytest.fixture(scope="module")
 def ntu_samples(data_dir):
     return load_annotations(data_dir / "skeleton/ntu60_mediapipe_coco17_samples.pkl")
@@ -141,7 +133,6 @@ def test_loads_builds_model_and_pipelines(path):
     model = build_model(model_cfg(cfg))
     if name in PARAMS:
         assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
-    need_rgb_transforms(name)
     for split in ("train", "val", "test"):
         assert len(Compose(pipeline_cfg(cfg, split)).transforms) >= 5
 
@@ -265,3 +256,18 @@ def test_train_pipeline_shapes_on_real_sample(ntu_samples):
         clip = 32 if name.startswith("msr") else 48
         assert tuple(out["imgs"].shape) == (1, 17, clip, size, size), name
         assert int(out["label"]) == 0
+
+
+@pytest.mark.parametrize("name, shapes", [
+    ("rgbpose_conv3d/rgbpose_conv3d.py", {"imgs": (1, 3, 8, 256, 256), "heatmap_imgs": (1, 17, 32, 64, 64)}),
+    ("rgbpose_conv3d/rgb_only.py", {"imgs": (1, 3, 8, 224, 224)}),
+])
+def test_rgb_val_pipelines_on_the_real_ntu_video(name, shapes, ntu_samples, data_dir):
+    # S001C001P001R001A001: keypoints extracted from this very 1920x1080 video
+    sample = dict(ntu_samples[0], filename=str(data_dir / "videos/ntu/S001C001P001R001A001_rgb.avi"))
+    out = Compose(pipeline_cfg(load_config(CONFIGS / name), "val"))(as_dataset_item(sample, test_mode=True))
+    for key, shape in shapes.items():
+        assert tuple(out[key].shape) == shape and out[key].dtype == torch.float32, key
+    assert float(out["imgs"].abs().max()) < 3.0  # normalised with the ImageNet mean / std, not 0..255
+    if "heatmap_imgs" in shapes:
+        assert float(out["heatmap_imgs"].max()) > 0.5
