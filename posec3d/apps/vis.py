@@ -123,7 +123,7 @@ def render_sample(
     fps: float | None = None,
     video_root: str | os.PathLike | None = None,
     ann_dir: Path | None = None,
-    short_side: int | None = 540,
+    short_side: int | None = None,
     score_thr: float = 0.3,
     layout: str = "auto",
     progress: Callable[..., None] | None = None,
@@ -173,8 +173,9 @@ def vis(
     video_root: Optional[Path] = typer.Option(None, "--video-root", help="Folder of source videos "
                                               "(<frame_dir>.mp4/.avi/.mkv, or relative 'filename's)."),
     split: Optional[str] = typer.Option(None, "--split", help="Only the samples of this split."),
-    short_side: int = typer.Option(540, "--short-side", help="Downscale output so its short side is at "
-                                   "most this (0: keep the full size)."),
+    short_side: int = typer.Option(0, "--short-side", help="Downscale the output so its short side is "
+                                   "at most this, e.g. 540 for small fast files (0: the video's or "
+                                   "img_shape's own size)."),
     score_thr: float = typer.Option(0.3, "--score-thr", help="Hide joints scoring below this."),
     layout: str = typer.Option("auto", "--layout", help="Joint layout, drawn as COCO-17: auto (17 "
                                "COCO, 13 Penn Action, 15 JHMDB; others as points), coco17, penn_action, "
