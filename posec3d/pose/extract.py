@@ -34,6 +34,7 @@ def iter_video_poses(path: str | os.PathLike, estimator: PoseEstimator, *, max_f
     """
     own_reader = reader is None
     reader = reader or VideoReader(path, max_frames=max_frames, stride=stride, short_side=short_side)
+    estimator.reset()  # each video's poses must not depend on the video before it
     sx, sy = reader.width / reader.out_width, reader.height / reader.out_height
     to_original = np.array([sx, sy], np.float32)
     try:

@@ -29,6 +29,9 @@ class PoseEstimator(abc.ABC):
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ...
 
+    def reset(self) -> None:
+        """Forget per-video state before a new video (extract_video calls it)."""
+
     def close(self) -> None:
         """Release native resources (models, sessions)."""
 

@@ -83,6 +83,7 @@ class MediaPipePose(PoseEstimator):
         self.probe_every = probe_every
         self._calls = 0
         self._previous_count = 0
+        self._warmed_up = False
         self._thresholds = (min_detection_confidence, min_presence_confidence, min_tracking_confidence)
 
         def create(num_poses: int, masks: bool):
@@ -112,6 +113,11 @@ class MediaPipePose(PoseEstimator):
         return {**super().settings(), "model": self.model_path.name, "thresholds": self._thresholds,
                 "second_pass": self.second_pass, "probe_every": self.probe_every}
 
+    def reset(self) -> None:
+        """Restart the second-pass schedule, so each video's result is independent of the last."""
+        self._calls = 0
+        self._previous_count = 0
+
     def close(self) -> None:
         # Close explicitly: mediapipe 1.2.3 otherwise prints a TypeError at interpreter exit.
         if self._landmarker is not None:
@@ -123,9 +129,11 @@ class MediaPipePose(PoseEstimator):
         if self._landmarker is None:
             raise RuntimeError("MediaPipePose used after close()")
         image = self._image_cls(image_format=self._srgb, data=rgb)
-        if self._calls == 0:  # the first inference logs graph set-up warnings; later ones are quiet
+        if not self._warmed_up:  # the first inference logs graph set-up warnings; later ones are quiet
             with _quiet_native_stderr():
-                return self._landmarker.detect(image)
+                result = self._landmarker.detect(image)
+            self._warmed_up = True
+            return result
         return self._landmarker.detect(image)
 
     def _want_second_pass(self, found: int) -> bool:

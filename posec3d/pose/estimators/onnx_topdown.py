@@ -164,6 +164,9 @@ class MediaPipePersonBoxes:
         _, scores, boxes = self.mediapipe(rgb)
         return np.concatenate([boxes, scores.mean(1, keepdims=True)], axis=1)
 
+    def reset(self) -> None:
+        self.mediapipe.reset()
+
     def close(self) -> None:
         self.mediapipe.close()
 
@@ -200,6 +203,11 @@ class OnnxTopDownPose(PoseEstimator):
     def settings(self) -> dict:
         return {**super().settings(), "pose_model": str(self.pose_path), "det_model": str(self.det_path),
                 "padding": self.padding}
+
+    def reset(self) -> None:
+        reset = getattr(self.detector, "reset", None)
+        if reset is not None:
+            reset()
 
     def close(self) -> None:
         close = getattr(self.detector, "close", None)
