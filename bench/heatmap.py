@@ -1,6 +1,8 @@
 """Heatmap speed: numpy path, a plain reference loop, the batched torch path, the test pipeline.
 
-Prints one JSON object. One core: torch.set_num_threads(1) and one BLAS/OpenMP thread (set before
+Prints one JSON object. ``torch_batch32_*`` is ``batch_heatmaps`` as the engine calls it on CPU
+(backend 'auto' = the numpy drawing per sample into one batch tensor); ``torch_scatter_*`` forces
+the torch scatter kernel that GPUs use. One core: torch.set_num_threads(1) and one BLAS/OpenMP thread (set before
 numpy loads). Each figure is the median of >= 5 repeats. Input: the golden NTU-like sample p2_f100
 (2 persons, 100 frames, 1080x1920) through the peer's workload pipeline (test-mode sampling of 48
 frames, PoseCompact, Resize(-1,64), Resize((56,56), keep_ratio=False)); the test pipeline is the
@@ -152,6 +154,13 @@ def main() -> None:
                        fn=lambda: batch_heatmaps(bkp, bsc, h, w, limbs=limbs, views=(1, 48)), repeats=repeats)
     result["torch_batch32_joint_samples_per_s"] = 32 / joint_b * 1000
     result["torch_batch32_limb_samples_per_s"] = 32 / limb_b * 1000
+    # The same batches through the pure torch scatter kernel (what runs on a GPU).
+    joint_t = median_ms(name="torch_scatter_batch32_joint_ms", repeats=repeats,
+                        fn=lambda: batch_heatmaps(bkp, bsc, h, w, views=(1, 48), backend="torch"))
+    limb_t = median_ms(name="torch_scatter_batch32_limb_ms", repeats=repeats,
+                       fn=lambda: batch_heatmaps(bkp, bsc, h, w, limbs=limbs, views=(1, 48), backend="torch"))
+    result["torch_scatter_batch32_joint_samples_per_s"] = 32 / joint_t * 1000
+    result["torch_scatter_batch32_limb_samples_per_s"] = 32 / limb_t * 1000
 
     test = Compose([
         dict(type="UniformSampleFrames", clip_len=48, num_clips=10, test_mode=True),

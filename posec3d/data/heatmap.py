@@ -37,27 +37,35 @@ class Layout:
     horizontally mirrored copy of that plane goes (test-time flip).
     """
 
-    def __init__(self, shape: tuple[int, ...], plane: np.ndarray, h: int, w: int,
+    def __init__(self, shape_or_array: tuple[int, ...] | np.ndarray, plane: np.ndarray, h: int, w: int,
                  mirror: np.ndarray | None = None):
-        self.array = np.zeros(shape, np.float32)
+        """A new zero volume of the given shape, or an existing zero, C-contiguous float32 array."""
+        if isinstance(shape_or_array, np.ndarray):
+            if not (shape_or_array.flags.c_contiguous and shape_or_array.dtype == np.float32):
+                raise ValueError("Layout needs a C-contiguous float32 array")
+            self.array = shape_or_array
+        else:
+            self.array = np.zeros(shape_or_array, np.float32)
         self.flat = self.array.reshape(-1)
         self.plane = plane
         self.mirror = mirror
         self.h, self.w = h, w
 
     @classmethod
-    def frames(cls, t: int, c: int, h: int, w: int, flip_perm: np.ndarray | None = None) -> "Layout":
+    def frames(cls, t: int, c: int, h: int, w: int, flip_perm: np.ndarray | None = None,
+               out: np.ndarray | None = None) -> "Layout":
         """(T, C, H, W); with ``flip_perm`` (2T, C, H, W), the mirrored frames after the originals."""
         size = h * w
         plane = (np.arange(t)[:, None] * c + np.arange(c)) * size
         mirror = None
         if flip_perm is not None:
             mirror = (t * c + np.arange(t)[:, None] * c + flip_perm[None, :]) * size
-        return cls(((2 if flip_perm is not None else 1) * t, c, h, w), plane, h, w, mirror)
+        shape = ((2 if flip_perm is not None else 1) * t, c, h, w)
+        return cls(shape if out is None else out, plane, h, w, mirror)
 
     @classmethod
     def views(cls, num_clips: int, clip_len: int, c: int, h: int, w: int,
-              flip_perm: np.ndarray | None = None) -> "Layout":
+              flip_perm: np.ndarray | None = None, out: np.ndarray | None = None) -> "Layout":
         """(crops * clips, C, L, H, W), FormatShape('NCTHW_Heatmap')'s output, written directly."""
         size = h * w
         t = np.arange(num_clips * clip_len)
@@ -68,7 +76,8 @@ class Layout:
             mirror = num_clips * c * clip_len * size + (
                 (clip[:, None] * c + flip_perm[None, :]) * clip_len + step[:, None]) * size
         crops = 2 if flip_perm is not None else 1
-        return cls((crops * num_clips, c, clip_len, h, w), plane, h, w, mirror)
+        shape = (crops * num_clips, c, clip_len, h, w)
+        return cls(shape if out is None else out, plane, h, w, mirror)
 
     def scatter(self, planes: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray,
                 valid: np.ndarray, assign: bool = False) -> None:

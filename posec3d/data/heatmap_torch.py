@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from posec3d.data import skeletons as layouts
-from posec3d.data.heatmap import EPS_MMACTION2, flip_permutation
+from posec3d.data.heatmap import EPS_MMACTION2, Layout, draw_joints, draw_limbs, flip_permutation
 from posec3d.errors import ConfigError
 
 
@@ -171,19 +171,46 @@ def _draw_segments(target: _Target, f: dict, sigma: float) -> None:
     target.scatter(f["plane"][:, None, None].expand_as(vals), ys_c, xs_c, vals)
 
 
+def _numpy_batch(kp: torch.Tensor, value: torch.Tensor, h: int, w: int, limbs, sigma: float,
+                 eps: float, views: tuple[int, int], flip_perm: np.ndarray | None) -> torch.Tensor:
+    """CPU batches: the numpy per-sample drawing (faster there than one big scatter), written into
+    slices of one batch volume."""
+    bsz, t = kp.shape[0], kp.shape[2]
+    channels = kp.shape[3] if limbs is None else len(limbs)
+    crops = 2 if flip_perm is not None else 1
+    out = np.zeros((bsz, crops * views[0], channels, views[1], h, w), np.float32)
+    kp_np, value_np = kp.numpy(), value.numpy()
+    for b in range(bsz):
+        layout = Layout.views(views[0], views[1], channels, h, w, flip_perm, out=out[b])
+        if limbs is None:
+            draw_joints(layout, kp_np[b], value_np[b], sigma, eps)
+        else:
+            draw_limbs(layout, kp_np[b], value_np[b], limbs, sigma, eps)
+    return torch.from_numpy(out)
+
+
 def batch_heatmaps(keypoint: torch.Tensor, score: torch.Tensor | None, h: int, w: int, *,
                    limbs: Sequence[Sequence[int]] | None = None, sigma: float = 0.6,
                    eps: float = EPS_MMACTION2, views: tuple[int, int] | None = None,
-                   flip_perm: np.ndarray | None = None) -> torch.Tensor:
+                   flip_perm: np.ndarray | None = None, backend: str = "auto") -> torch.Tensor:
     """Heatmaps of a batch: keypoints (B, M, T, V, 2), scores (B, M, T, V) or None (all ones).
 
-    Joint maps unless ``limbs`` is given. Returns (B, views, C, L, H, W): views = clips of
+    ``backend='auto'`` draws CPU batches with the numpy per-sample code and other devices with
+    one torch scatter; 'torch' / 'numpy' force one. Joint maps unless ``limbs`` is given. Returns (B, views, C, L, H, W): views = clips of
     ``views=(clips, L)`` (default one clip of all T frames), twice as many with ``flip_perm`` (the
     mirrored views last); without ``views`` and ``flip_perm`` simply (B, C, T, H, W).
     """
+    if backend not in ("auto", "torch", "numpy"):
+        raise ConfigError(f"batch_heatmaps: backend must be 'auto', 'torch' or 'numpy', got {backend!r}")
     kp = keypoint.float()
     bsz, m, t, v = kp.shape[:4]
     value = torch.ones(kp.shape[:4], device=kp.device) if score is None else score.float()
+    if backend == "numpy" or (backend == "auto" and kp.device.type == "cpu"):
+        if kp.device.type != "cpu":
+            raise ConfigError("batch_heatmaps: the numpy backend needs CPU tensors")
+        out = _numpy_batch(kp.contiguous(), value.contiguous(), h, w, limbs, sigma, eps,
+                           views or (1, t), flip_perm)
+        return out[:, 0] if views is None and flip_perm is None else out
     channels = v if limbs is None else len(limbs)
     target = _Target(bsz, t, channels, h, w, kp.device, views, flip_perm)
     if limbs is None:
@@ -207,8 +234,9 @@ class BatchHeatmaps(nn.Module):
                  with_limb: bool = False, skeletons=None, double: bool = False,
                  left_kp=layouts.COCO17_LEFT_KP, right_kp=layouts.COCO17_RIGHT_KP,
                  left_limb=layouts.DEFAULT_LEFT_LIMB, right_limb=layouts.DEFAULT_RIGHT_LIMB,
-                 scaling: float = 1.0, eps: float = EPS_MMACTION2):
+                 scaling: float = 1.0, eps: float = EPS_MMACTION2, backend: str = "auto"):
         super().__init__()
+        self.backend = backend  # see batch_heatmaps
         if with_kp == with_limb:
             raise ConfigError("BatchHeatmaps: set exactly one of with_kp / with_limb")
         self.sigma, self.use_score, self.with_kp = float(sigma), use_score, with_kp
@@ -245,7 +273,7 @@ class BatchHeatmaps(nn.Module):
         perm = flip_permutation(channels, self.left, self.right) if self.double else None
         t = kp.shape[2]
         return batch_heatmaps(kp, value, h, w, limbs=self.limbs, sigma=self.sigma, eps=self.eps,
-                              views=(num_clips, t // num_clips), flip_perm=perm)
+                              views=(num_clips, t // num_clips), flip_perm=perm, backend=self.backend)
 
 
 def split_pipeline(pipeline: Sequence[dict], max_persons: int = 2) -> tuple[list[dict], BatchHeatmaps]:

@@ -134,7 +134,8 @@ def test_known_values_of_one_joint():
     assert out.sum() == pytest.approx(out[22:26, 22:26].sum())  # asymmetric 4x4 window
 
 
-def test_torch_batch_matches_numpy_per_sample():
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_torch_batch_matches_numpy_per_sample(backend):
     rng = np.random.default_rng(7)
     h, w, frames = 20, 20, 6
     samples = [random_pose(rng, p, frames, h, w) for p in (1, 3, 2)]
@@ -142,8 +143,8 @@ def test_torch_batch_matches_numpy_per_sample():
     sc = torch.zeros(3, 4, frames, 17)
     for i, (k, s) in enumerate(samples):
         kp[i, : len(k)], sc[i, : len(k)] = torch.from_numpy(k), torch.from_numpy(s)
-    joints = batch_heatmaps(kp, sc, h, w, sigma=SIGMA, eps=EPS)
-    limbs = batch_heatmaps(kp, sc, h, w, limbs=S.DEFAULT_LIMBS, sigma=SIGMA, eps=EPS)
+    joints = batch_heatmaps(kp, sc, h, w, sigma=SIGMA, eps=EPS, backend=backend)
+    limbs = batch_heatmaps(kp, sc, h, w, limbs=S.DEFAULT_LIMBS, sigma=SIGMA, eps=EPS, backend=backend)
     assert joints.shape == (3, 17, frames, h, w) and limbs.shape == (3, 17, frames, h, w)
     for i, (k, s) in enumerate(samples):
         np.testing.assert_allclose(joints[i].numpy(), joint_heatmaps(k, s, h, w).transpose(1, 0, 2, 3), atol=1e-6)
@@ -178,19 +179,21 @@ def _pipeline(gpt: dict, num_clips: int) -> list[dict]:
             dict(type="FormatShape", input_format="NCTHW_Heatmap"), dict(type="PackActionInputs")]
 
 
+@pytest.mark.parametrize("backend", ["torch", "auto"])
 @pytest.mark.parametrize("gpt", [
     dict(type="GeneratePoseTarget", double=True, left_kp=list(S.COCO17_LEFT_KP), right_kp=list(S.COCO17_RIGHT_KP)),
     dict(type="GeneratePoseTarget", with_kp=False, with_limb=True, skeletons=[list(p) for p in S.CONFIG_LIMBS],
          double=True, left_limb=list(S.CONFIG_LEFT_LIMB), right_limb=list(S.CONFIG_RIGHT_LIMB)),
     dict(type="GeneratePoseTarget", use_score=False),
 ])
-def test_split_pipeline_equals_loader_pipeline(gpt, golden):
+def test_split_pipeline_equals_loader_pipeline(gpt, backend, golden):
     with np.load(golden / "transforms" / "pose_p2_f100_partial_edge.npz") as z:
         raw = dict(keypoint=z["input/keypoint"], keypoint_score=z["input/keypoint_score"],
                    img_shape=(1080, 1920), total_frames=100, label=4)
     pipe = _pipeline(gpt, num_clips=2)
     want = Compose(pipe)(dict(raw))["imgs"]
     loader, heatmaps = split_pipeline(pipe, max_persons=3)
+    heatmaps.backend = backend
     packed = Compose(loader)(dict(raw))
     assert packed["keypoint"].shape == (3, 32, 17, 2) and packed["person_mask"].tolist() == [True, True, False]
     batch = torch.utils.data.default_collate([packed, packed])
@@ -217,7 +220,7 @@ def test_golden_kp_volume_from_batch_module(golden):
         kp = torch.from_numpy(z["nc1/5_CenterCrop/keypoint"].astype(np.float32))[None]
         sc = torch.from_numpy(z["nc1/2_PoseDecode/keypoint_score"])[None]
         want = z["nc1/6_GeneratePoseTarget_kp_double/imgs"]
-    bh = BatchHeatmaps(double=True)
+    bh = BatchHeatmaps(double=True, backend="torch")
     got = bh(kp, sc, torch.tensor([[64, 64]]))
     assert got.shape == (1, 2, 17, 48, 64, 64)
     np.testing.assert_allclose(got[0, 0].numpy(), want[:48].transpose(1, 0, 2, 3), atol=1e-6)
