@@ -20,11 +20,24 @@ def info(
     ann_file: Path = typer.Argument(..., help="Annotation pickle (pyskl / mmaction2 format) or score dump."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     split: Optional[str] = typer.Option(None, "--split", help="Statistics of this split only."),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line "
+                                             "(line i = label i), shown next to the per-class counts."),
 ) -> None:
     """Samples per split, classes, persons, frames, keypoint layout and dtypes of a pickle."""
     from posec3d.data.summary import summarize
+    from posec3d.errors import AnnotationError
 
     summary = summarize(ann_file, split)
+    names: list[str] = []
+    if label_map is not None:
+        try:
+            names = [line.strip() for line in label_map.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as e:
+            raise AnnotationError(f"{label_map}: cannot read the label map ({e.strerror or e})") from None
+        missing = [k for k in summary["class_counts"] if int(k) >= len(names)]
+        if missing:
+            raise AnnotationError(f"{label_map}: {len(names)} class names, but {ann_file} uses label {missing[-1]}")
+        summary["class_names"] = {k: names[int(k)] for k in summary["class_counts"]}
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -60,9 +73,11 @@ def info(
     if counts:
         per_class = Table(title="samples per class", title_justify="left")
         per_class.add_column("label", justify="right")
+        if names:
+            per_class.add_column("class")
         per_class.add_column("samples", justify="right")
         for label, n in counts.items():
-            per_class.add_row(label, str(n))
+            per_class.add_row(label, *([names[int(label)]] if names else []), str(n))
         console.print(per_class)
 
 

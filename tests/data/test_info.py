@@ -95,3 +95,15 @@ def test_info_cli_prints_one_line_and_exits_1(data_dir, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "mismatch.pkl" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_info_label_map(data_dir, tmp_path):
+    penn = data_dir / "datasets/penn_action"
+    result = runner.invoke(app, ["info", str(penn / "penn_action_train_gt13_2d.pkl"), "--json",
+                                 "--label-map", str(penn / "label_map_penn_action.txt")])
+    names = json.loads(result.stdout)["class_names"]
+    assert names["0"] == "baseball_pitch" and names["14"] == "tennis_serve"
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    result = runner.invoke(app, ["info", str(penn / "penn_action_train_gt13_2d.pkl"), "--label-map", str(short)])
+    assert isinstance(result.exception, AnnotationError) and "2 class names" in str(result.exception)
