@@ -141,3 +141,26 @@ def test_penn_action_through_map_joints(data_dir):
     item = ds[10]
     assert tuple(item["imgs"].shape) == (1, 17, 48, 64, 64)
     assert float(item["imgs"][0, 1:5].max()) == 0.0 and float(item["imgs"][0, 5:].max()) > 0.5
+
+
+@pytest.mark.parametrize("kind", ["kp", "limb"])
+def test_test_pipeline_volumes_match_golden_model_inputs(golden, kind):
+    """The golden model inputs are the NTU60 test pipeline's volumes (1 clip, flip) of two cases."""
+    with np.load(golden / "models" / "inputs_pipeline.npz") as z:
+        want = z[kind]
+    pipe = [dict(p) for p in M_TEST]
+    pipe[0] = dict(type="UniformSampleFrames", clip_len=48, num_clips=1, test_mode=True)
+    if kind == "limb":
+        pipe[5] = dict(type="GeneratePoseTarget", sigma=0.6, use_score=True, with_kp=False, with_limb=True,
+                       skeletons=LIMBS, double=True, left_limb=list(S.CONFIG_LEFT_LIMB),
+                       right_limb=list(S.CONFIG_RIGHT_LIMB))
+    from posec3d.data.pipeline import Compose
+
+    pipeline = Compose(pipe)
+    for i, case in enumerate(["p2_f100", "p2_f100_partial_edge"]):
+        with np.load(golden / "transforms" / f"pose_{case}.npz") as z:
+            raw = dict(keypoint=z["input/keypoint"], keypoint_score=z["input/keypoint_score"],
+                       img_shape=(1080, 1920), total_frames=int(z["input/total_frames"]), label=0)
+        got = pipeline(raw)["imgs"].numpy()
+        assert got.shape == want[i].shape
+        np.testing.assert_allclose(got, want[i], rtol=0, atol=1e-5 if kind == "limb" else 1e-6)
