@@ -42,6 +42,20 @@ class GeneratePoseTarget:
         h, w = img_shape
         return int(h * self.scaling + 0.5), int(w * self.scaling + 0.5)
 
+    def _check_layout(self, joints: int, channels: int, left, right) -> None:
+        """Flip pairs and limbs must fit the joint layout (COCO defaults on Penn Action do not)."""
+        if self.with_limb:
+            top = max((j for limb in self.skeletons for j in limb), default=-1)
+            if top >= joints:
+                raise ConfigError(f"GeneratePoseTarget: skeletons use joint {top} but keypoints have "
+                                  f"{joints} joints")
+        top = max((*left, *right), default=-1)
+        if self.double and top >= channels:
+            kind = "left_kp/right_kp" if self.with_kp else "left_limb/right_limb"
+            raise ConfigError(f"GeneratePoseTarget: {kind} name channel {top} but there are only "
+                              f"{channels} {'joints' if self.with_kp else 'limbs'}; give the flip "
+                              "pairs of this layout")
+
     def generate(self, keypoint: np.ndarray, score: np.ndarray | None, img_shape,
                  views: tuple[int, int] | None = None) -> np.ndarray:
         """Heatmaps (T, C, H, W) [(2T, ...) with double] from (M, T, V, 2) keypoints.
@@ -60,14 +74,7 @@ class GeneratePoseTarget:
             channels, left, right = kp.shape[2], self.left_kp, self.right_kp
         else:
             channels, left, right = len(self.skeletons), self.left_limb, self.right_limb
-        if self.double and max((*left, *right), default=-1) >= channels:
-            kind = "left_kp/right_kp" if self.with_kp else "left_limb/right_limb"
-            raise ConfigError(f"GeneratePoseTarget: {kind} name channel {max((*left, *right))} but there "
-                              f"are only {channels} {'joints' if self.with_kp else 'limbs'}; give the "
-                              "flip pairs of this layout")
-        if not self.with_kp and max((j for limb in self.skeletons for j in limb), default=-1) >= kp.shape[2]:
-            raise ConfigError(f"GeneratePoseTarget: skeletons use joint {max(j for l_ in self.skeletons for j in l_)} "
-                              f"but keypoints have {kp.shape[2]} joints")
+        self._check_layout(kp.shape[2], channels, left, right)
         perm = flip_permutation(channels, left, right) if self.double else None
         if views is None:
             layout = Layout.frames(kp.shape[1], channels, h, w, perm)
