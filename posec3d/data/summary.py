@@ -39,6 +39,26 @@ def _summarize_scores(path, items: list) -> dict:
     )
 
 
+def _is_kpfile(data: Any) -> bool:
+    """A K400 kpfile: frame_dir -> {'keypoint': (N, V, 3)} (no 'annotations' key)."""
+    return (isinstance(data, dict) and bool(data) and "annotations" not in data
+            and all(isinstance(v, dict) and "keypoint" in v for v in list(data.values())[:5]))
+
+
+def _summarize_kpfile(path, data: dict) -> dict:
+    rows = [np.asarray(v["keypoint"]) for v in data.values()]
+    shapes = sorted({r.shape[1:] for r in rows if r.ndim == 3})
+    return dict(
+        file=str(path), kind="kpfile",
+        description=f"K400 kpfile: packed skeletons of {len(data)} videos (frame_dir -> keypoint (N, V, 3)); "
+                    "read through an index file and DecompressPose",
+        num_samples=len(data), splits={}, num_classes=None, class_counts={},
+        keypoints_per_person=int(shapes[0][0]) if len(shapes) == 1 else None,
+        persons=None, frames=_stats([len(r) for r in rows]),
+        dtypes=dict(keypoint="/".join(sorted({str(r.dtype) for r in rows}))),
+    )
+
+
 def summarize(path: str | os.PathLike, split_name: str | None = None) -> dict[str, Any]:
     """Samples per split, classes, persons, frames, joint layout and dtypes of a pickle.
 
@@ -48,6 +68,8 @@ def summarize(path: str | os.PathLike, split_name: str | None = None) -> dict[st
     data = load_annotation_file(path)
     if isinstance(data, list) and _is_score_list(data):
         return _summarize_scores(path, data)
+    if _is_kpfile(data):
+        return _summarize_kpfile(path, data)
     split, items = split_annotations(data, path)
     if _is_score_list(items):
         return _summarize_scores(path, items)

@@ -107,3 +107,11 @@ def test_info_label_map(data_dir, tmp_path):
     short.write_text("a\nb\n")
     result = runner.invoke(app, ["info", str(penn / "penn_action_train_gt13_2d.pkl"), "--label-map", str(short)])
     assert isinstance(result.exception, AnnotationError) and "2 class names" in str(result.exception)
+
+
+def test_info_describes_a_kpfile(tmp_path):
+    packs = {f"vid{i}": {"keypoint": np.zeros((5 + i, 17, 3), np.float16)} for i in range(3)}
+    (tmp_path / "kp.pkl").write_bytes(pickle.dumps(packs))
+    info = _info_json(tmp_path / "kp.pkl")
+    assert info["kind"] == "kpfile" and info["num_samples"] == 3 and info["keypoints_per_person"] == 17
+    assert info["frames"] == {"min": 5, "median": 6.0, "max": 7}
