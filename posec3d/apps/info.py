@@ -59,8 +59,10 @@ def info(
         table.add_row("classes", f"{classes}" + (f" ({present} present)" if present not in (None, classes) else ""))
     if summary["keypoints_per_person"] is not None:
         layout = summary.get("layout")
+        coords = summary.get("coords_per_joint")
         table.add_row("keypoints / person", f"{summary['keypoints_per_person']}" + (f" ({layout})" if layout else "")
-                      + f", {summary['coords_per_joint']} coords" + ("" if summary["has_scores"] else ", no scores"))
+                      + (f", {coords} coords" if coords else "")
+                      + (", no scores" if summary.get("has_scores") is False else ""))
     if summary["persons"] is not None:
         table.add_row("persons min/median/max", _fmt_stats(summary["persons"]))
     if summary["frames"] is not None:

@@ -115,3 +115,12 @@ def test_info_describes_a_kpfile(tmp_path):
     info = _info_json(tmp_path / "kp.pkl")
     assert info["kind"] == "kpfile" and info["num_samples"] == 3 and info["keypoints_per_person"] == 17
     assert info["frames"] == {"min": 5, "median": 6.0, "max": 7}
+    table = runner.invoke(app, ["info", str(tmp_path / "kp.pkl")])
+    assert table.exit_code == 0 and "K400 kpfile" in table.stdout
+
+
+def test_info_table_for_every_kind(data_dir):
+    for rel in ("skeleton/fusion_scores/bone.pkl", "skeleton/mmaction2_k400_kpfile_index_sample.pkl",
+                "datasets/utkinect_action3d/utkinect_kinect20_proj2d.pkl"):
+        result = runner.invoke(app, ["info", str(data_dir / rel)])
+        assert result.exit_code == 0, (rel, result.exception)
