@@ -1,8 +1,9 @@
 # Template: train PoseC3D on your own videos. Copy this file, edit the lines marked EDIT, then
 #   posec3d train configs/custom/my_dataset.py
 #
-# 1. Make the annotation pickle (COCO-17 2D poses, one dict with 'split' and 'annotations'):
-#      posec3d build-dataset <videos list or folder> -o data/custom/my_dataset.pkl
+# 1. Make the annotation pickle (COCO-17 2D poses, one dict with 'split' and 'annotations') from
+#    lists of 'video_path<TAB>label' lines, one list per split (split name = list file stem):
+#      posec3d build-dataset train.txt val.txt -o data/custom/my_dataset.pkl --label-map labels.txt
 #    or convert existing skeletons: `posec3d convert csv|ntu-skeleton|taekwondo ... -o ...`.
 #    Check it with `posec3d info data/custom/my_dataset.pkl` and look at a few samples with
 #    `posec3d vis data/custom/my_dataset.pkl -o work_dirs/vis --limit 5 --label-map labels.txt`.
