@@ -39,10 +39,16 @@ class PoseTracker:
     last box. A pair is allowed only if the boxes overlap by ``min_iou`` or ``d / s`` is below
     ``max_distance``; otherwise the detection starts a new track. Tracks unseen for more than
     ``max_age`` frames stop being matched.
+
+    Tracks whose weight (summed mean keypoint score) is below ``min_relative_weight`` of the
+    heaviest track are dropped when slots are filled: they are flickering false detections
+    (a chair or a shadow found in a few scattered frames) or people passing through briefly.
     """
 
-    def __init__(self, max_age: int = 30, min_iou: float = 0.1, max_distance: float = 0.5) -> None:
+    def __init__(self, max_age: int = 30, min_iou: float = 0.1, max_distance: float = 0.5,
+                 min_relative_weight: float = 0.1) -> None:
         self.max_age = max_age
+        self.min_relative_weight = min_relative_weight
         self.min_iou = min_iou
         self.max_distance = max_distance
         self.tracks: list[Track] = []
@@ -78,13 +84,17 @@ class PoseTracker:
     def slots(self, max_persons: int) -> list[list[Track]]:
         """Pack tracks into at most ``max_persons`` slots, the main person first.
 
-        Tracks are taken by decreasing weight; each joins the first slot whose tracks do not
+        Tracks are taken by decreasing weight (too light ones dropped, see the class); each joins the first slot whose tracks do not
         share a frame with it (so a person lost and found again, or a person replacing one who
         left, reuses a slot), or opens a new slot while fewer than ``max_persons`` exist.
         Tracks that fit nowhere are dropped. Slots are then ordered by total weight.
         """
         slots: list[tuple[set[int], list[Track]]] = []
-        for track in sorted(self.tracks, key=lambda tr: tr.weight, reverse=True):
+        ranked = sorted(self.tracks, key=lambda tr: tr.weight, reverse=True)
+        if ranked:
+            floor = self.min_relative_weight * ranked[0].weight
+            ranked = [tr for tr in ranked if tr.weight >= floor]
+        for track in ranked:
             frames = set(track.frames)
             for used, members in slots:
                 if not used & frames:

@@ -76,3 +76,19 @@ def test_empty_video_gives_one_empty_slot():
         tracker.update(*frame())
     kp, sc = tracker.to_arrays(max_persons=2)
     assert kp.shape == (1, 4, 17, 2) and not sc.any()
+
+
+def test_flickering_false_detections_are_dropped():
+    tracker = PoseTracker()
+    for t in range(60):
+        people = [person(100, 200)]
+        if t in (10, 11, 50):  # a 'person' found now and then where there is none
+            people.append(person(300, 100, score=0.8))
+        tracker.update(*frame(*people))
+    kp, sc = tracker.to_arrays(max_persons=2)
+    # 3 x 0.8 is under 10% of the main track's 60 x 0.9: only the real person is kept
+    assert kp.shape == (1, 60, 17, 2) and (sc[0] > 0).all()
+    keep_all = PoseTracker(min_relative_weight=0)
+    for t in range(60):
+        keep_all.update(*frame(*([person(100, 200)] + ([person(300, 100, score=0.8)] if t in (10, 11, 50) else []))))
+    assert (keep_all.to_arrays(max_persons=2)[1][1].max(-1) > 0).sum() == 3
