@@ -44,7 +44,8 @@ def build_dataset(
     max_persons: int = typer.Option(2, "--max-persons", min=1, help="Person slots kept per video."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Keep at most this many frames."),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every S-th frame."),
-    pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="ONNX top-down pose model (SimCC)."),
+    pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="ONNX top-down pose model (SimCC) or "
+                                              "a MediaPipe .task bundle."),
     det_model: Optional[Path] = typer.Option(None, "--det-model", help="ONNX person detector for --pose-model."),
 ) -> None:
     """Extract poses from every listed video into one pyskl-format dataset file."""

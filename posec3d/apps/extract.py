@@ -22,7 +22,7 @@ def extract(
     max_persons: int = typer.Option(2, "--max-persons", min=1, help="Person slots kept (most present first)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Keep at most this many frames."),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every S-th frame."),
-    pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="ONNX top-down pose model (SimCC head); "
+    pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="ONNX top-down pose model (SimCC head) or a MediaPipe .task bundle; "
                                               "default: the bundled MediaPipe model."),
     det_model: Optional[Path] = typer.Option(None, "--det-model", help="ONNX person detector for --pose-model "
                                              "(dets (1,N,5) + labels (1,N)); default: MediaPipe's detector."),

@@ -190,3 +190,14 @@ def test_every_real_video_gives_a_valid_annotation(data_dir, tmp_path, estimator
     # the two hugging clips: two people most of the time
     for name in ("ntu_sample_avi", "demo_skeleton_mp4"):
         assert _present(loaded[name]).all(0).mean() > 0.7, name
+
+
+def test_other_mediapipe_bundles_through_build_estimator(data_dir):
+    from posec3d.pose.estimators import build_estimator
+
+    lite = data_dir / "pose_models/pose_landmarker_lite_from_npm.task"
+    with build_estimator(pose_model=lite, max_persons=1) as est, \
+            VideoReader(data_dir / "videos/kinetics/ta_chi.mp4", max_frames=2) as reader:
+        assert isinstance(est, MediaPipePose) and est.model_path == lite
+        kp, sc, boxes = est(next(iter(reader))[1])
+    assert kp.shape == (1, 17, 2) and sc.mean() > 0.5

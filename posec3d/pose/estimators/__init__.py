@@ -21,16 +21,17 @@ def __getattr__(name: str):
 
 def build_estimator(pose_model: str | os.PathLike | None = None, det_model: str | os.PathLike | None = None,
                     max_persons: int = 2) -> PoseEstimator:
-    """MediaPipe when ``pose_model`` is None, else an ONNX top-down model.
-
-    The ONNX model's person boxes come from ``det_model`` (ONNX) or, without it, from MediaPipe.
+    """The bundled MediaPipe model when ``pose_model`` is None, a MediaPipe PoseLandmarker bundle
+    when it is a ``.task`` file (e.g. the lite or heavy model), else an ONNX top-down model whose
+    person boxes come from ``det_model`` (ONNX) or, without it, from the bundled MediaPipe model.
     """
-    if pose_model is None:
-        if det_model is not None:
-            from posec3d.errors import PoseC3DError
+    from posec3d.errors import PoseC3DError
 
-            raise PoseC3DError(f"{det_model}: a detector model needs an ONNX pose model (--pose-model)")
-        return MediaPipePose(max_persons=max_persons)
+    is_task = pose_model is not None and str(pose_model).endswith(".task")
+    if pose_model is None or is_task:
+        if det_model is not None:
+            raise PoseC3DError(f"{det_model}: a detector model goes with an ONNX pose model (--pose-model *.onnx)")
+        return MediaPipePose("full" if pose_model is None else pose_model, max_persons=max_persons)
     from posec3d.pose.estimators.onnx_topdown import OnnxTopDownPose
 
     return OnnxTopDownPose(pose_model, det_model=det_model, max_persons=max_persons)
