@@ -47,3 +47,19 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
             block.conv = _fold(conv, bn)
             block.bn = nn.Identity()
     return model
+
+
+def optimize_for_inference(model: nn.Module, fuse_bn: bool = True, channels_last: bool = True) -> nn.Module:
+    """Eval-mode speed-ups that keep the outputs (up to float rounding): BN folding and
+    channels-last 3D memory layout (weights now, inputs inside `Recognizer3D.extract_feat`).
+
+    In place; returns ``model``. The result is for inference only (see `fuse_conv_bn`).
+    """
+    model.eval()
+    if fuse_bn:
+        fuse_conv_bn(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+        if hasattr(model, "channels_last"):
+            model.channels_last = True
+    return model

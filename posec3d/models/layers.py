@@ -7,6 +7,7 @@ released pyskl / mmaction2 checkpoints (mmcv's ConvModule layout): ``<name>.conv
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from posec3d.errors import ConfigError
@@ -72,6 +73,25 @@ class DeconvBnAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv(x)))
+
+
+class SpatialMaxPool(nn.Module):
+    """MaxPool3d with kernel (1, 3, 3), padding (0, 1, 1) and stride (1, s, s), computed separably.
+
+    Identical results (max is exact): a row max of 3 shifted views, then a column max, then the
+    stride. The CPU max-pool kernels compute argmax indices and run 5-25x slower than these
+    elementwise maxima, which also keep a channels-last layout.
+    """
+
+    def __init__(self, stride: int = 1):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+        x = torch.maximum(torch.maximum(x[..., :-2], x[..., 1:-1]), x[..., 2:])
+        x = torch.maximum(torch.maximum(x[..., :-2, :], x[..., 1:-1, :]), x[..., 2:, :])
+        return x[..., ::self.stride, ::self.stride] if self.stride > 1 else x
 
 
 def as_triple(value: Triple) -> tuple[int, int, int]:

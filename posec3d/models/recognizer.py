@@ -104,6 +104,8 @@ class Recognizer3D(nn.Module):
         self.cls_head = MODELS.build(cls_head)
         self.preprocess = build_normalizer(data_preprocessor, "Recognizer3D")
         self.average_clips, self.max_testing_views = _TestCfg.parse(test_cfg, self.cls_head, "Recognizer3D")
+        # Set by `optimize_for_inference`: oneDNN's 3D convs are much faster on channels-last input.
+        self.channels_last = False
 
     @property
     def num_classes(self) -> int:
@@ -111,6 +113,8 @@ class Recognizer3D(nn.Module):
 
     def extract_feat(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) → the backbone's feature map."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         return self.backbone(self.preprocess(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

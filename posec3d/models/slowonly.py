@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from posec3d.errors import ConfigError
-from posec3d.models.layers import ConvBnAct, DeconvBnAct, check_layer_cfgs, init_conv_bn
+from posec3d.models.layers import ConvBnAct, DeconvBnAct, SpatialMaxPool, check_layer_cfgs, init_conv_bn
 from posec3d.registry import MODELS
 
 # depth -> blocks per stage (Bottleneck only; PoseC3D uses depth 50 everywhere).
@@ -138,7 +138,7 @@ class ResNet3dPathway(nn.Module):
         kt, kh, kw = conv1_kernel
         self.conv1 = ConvBnAct(in_channels, base_channels, conv1_kernel, (c1_t, c1_s, c1_s),
                                ((kt - 1) // 2, (kh - 1) // 2, (kw - 1) // 2))
-        self.maxpool = nn.MaxPool3d((1, 3, 3), (p1_t, p1_s, p1_s), (0, 1, 1))
+        self.maxpool = SpatialMaxPool(p1_s) if p1_t == 1 else nn.MaxPool3d((1, 3, 3), (p1_t, p1_s, p1_s), (0, 1, 1))
         self.pool2 = nn.MaxPool3d((2, 1, 1), (2, 1, 1))
 
         # Lateral channels arriving at the input of stage i (block 0 and its downsample).

@@ -120,3 +120,33 @@ def test_fuse_conv_bn_rgbpose_including_transposed_laterals(golden_models, summa
         out = fused(imgs, heat)
     for part in ("rgb", "pose"):
         torch.testing.assert_close(out[part], expected[part], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_spatial_max_pool_equals_max_pool_3d(stride, channels_last):
+    from posec3d.models.layers import SpatialMaxPool
+
+    x = torch.randn(2, 5, 3, 11, 12, generator=torch.Generator().manual_seed(stride))
+    expected = torch.nn.MaxPool3d((1, 3, 3), (1, stride, stride), (0, 1, 1))(x)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(SpatialMaxPool(stride)(x), expected)
+
+
+def test_optimize_for_inference_keeps_outputs(golden_models, summary, rand_inputs):
+    """BN folding + channels-last 3D on the golden SlowOnly: same logits as mmaction2 (README tolerance)."""
+    import numpy as np
+
+    from posec3d.models import optimize_for_inference
+
+    from .conftest import golden_outputs
+
+    name = "slowonly_r50_ntu60_xsub_keypoint"
+    model = optimize_for_inference(load_golden_model(golden_models, summary, name))
+    assert model.channels_last and model.backbone.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    x = torch.from_numpy(rand_inputs["rand17_u8"].astype(np.float32) / 255)[:, 0]
+    with torch.inference_mode():
+        logits = model(x)
+    np.testing.assert_allclose(logits.numpy(), golden_outputs(golden_models, name)["rand/cls_score"],
+                               atol=1e-4, rtol=1e-4)
