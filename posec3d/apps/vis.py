@@ -17,7 +17,7 @@ from posec3d.apps.render import (
     draw_label_panel,
     draw_pose,
 )
-from posec3d.errors import AnnotationError
+from posec3d.errors import AnnotationError, VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
 # Joint layouts drawn as COCO-17 skeletons (index maps from posec3d.data.skeletons); "auto" picks
@@ -127,8 +127,13 @@ def render_sample(
     score_thr: float = 0.3,
     layout: str = "auto",
     progress: Callable[..., None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path | None:
-    """Write one sample's skeleton video; return the source video used (None: blank canvas)."""
+    """Write one sample's skeleton video; return the source video used (None: blank canvas).
+
+    An unreadable source video raises ``VideoError``, or, when ``warn`` is given, is reported
+    through it and replaced by the blank canvas.
+    """
     where = f"sample {sample.get('frame_dir', sample.get('filename', '?'))!r}"
     if "keypoint" not in sample:
         raise AnnotationError(f"{where}: has no 'keypoint' array (a K400 kpfile index?); nothing to draw")
@@ -148,7 +153,14 @@ def render_sample(
 
         with VideoReader(video) as r:
             img_h, img_w = r.height, r.width
-    frames, (out_h, out_w), video_fps = _frames(video, total, (img_h, img_w), short_side)
+    try:
+        frames, (out_h, out_w), video_fps = _frames(video, total, (img_h, img_w), short_side)
+    except VideoError as e:
+        if warn is None:
+            raise
+        warn(f"{where}: {e}; drawing on a blank canvas instead")
+        video = None
+        frames, (out_h, out_w), video_fps = _frames(None, total, (img_h, img_w), short_side)
     scale = np.array([out_w / img_w, out_h / img_h], np.float32)
     coco = kp.shape[2] == 17 and layout != "points"
     edges, left, right = (COCO17_EDGES, COCO17_LEFT, COCO17_RIGHT) if coco else ((), (), ())
@@ -201,7 +213,7 @@ def vis(
             source = render_sample(sample, out_dir / output_name(sample, i), label_names=names, fps=fps,
                                    video_root=video_root, ann_dir=ann_file.resolve().parent,
                                    short_side=short_side or None, score_thr=score_thr, layout=layout,
-                                   progress=update)
+                                   progress=update, warn=lambda msg: typer.echo(f"warning: {msg}", err=True))
             used += source is not None
     typer.echo(f"wrote {len(samples)} video(s) to {out_dir} ({used} over source video, "
                f"{len(samples) - used} on a blank canvas)")

@@ -123,3 +123,16 @@ def test_other_layouts_drawn_as_coco(tmp_path, data_dir):
         hand = 12  # right hand: confident here, but not a COCO joint and on no COCO limb
         assert msr["keypoint_score"][0, t, hand] == 1.0
         assert (near(hand) < 12) == (layout == "msr_action3d")
+
+
+def test_unreadable_source_video_falls_back_to_canvas(tmp_path):
+    root = tmp_path / "videos"
+    root.mkdir()
+    (root / "broken.mp4").write_bytes(b"\x00not a video" * 50)
+    ann = tmp_path / "a.pkl"
+    save_annotations(ann, [sample("broken", 3)])
+    r = runner.invoke(app, ["vis", str(ann), "-o", str(tmp_path / "o"), "--video-root", str(root)])
+    assert r.exit_code == 0, r.output
+    assert "broken.mp4" in r.output and "blank canvas" in r.output
+    frames = list(read_frames(tmp_path / "o" / "broken.mp4"))
+    assert len(frames) == 3 and abs(int(frames[0][230, 10].mean()) - CANVAS_GREY) < 6
