@@ -14,6 +14,7 @@ import pickle
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -166,6 +167,24 @@ def _extract_one(video: str, cache_file: str | None) -> tuple[dict | None, str |
     return ann, None, notes, time.perf_counter() - start
 
 
+def _run_pool(todo: list, workers: int, settings: dict, collect: Callable) -> list:
+    """Run jobs in a spawn process pool; return the jobs left unfinished by a broken pool."""
+    # spawn: a fresh interpreter per worker, so no MediaPipe/torch state is forked
+    unfinished = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=_init_worker, initargs=(settings,)) as pool:
+        futures = {pool.submit(_extract_one, str(item.path), str(cached_file)): (item, cached_file)
+                   for item, cached_file in todo}
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                unfinished.append(futures[future])
+                continue
+            collect(futures[future][0], outcome)
+    return unfinished
+
+
 def _close_worker() -> None:
     estimator = _WORKER.pop("estimator", None)
     if estimator is not None:
@@ -268,17 +287,12 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
         finally:
             _close_worker()
     elif todo:
-        # spawn: a fresh interpreter per worker, so no MediaPipe/torch state is forked
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=(settings,)) as pool:
-            futures = {pool.submit(_extract_one, str(item.path), str(cached_file)): item
-                       for item, cached_file in todo}
-            for future in as_completed(futures):
-                try:
-                    outcome = future.result()
-                except Exception as e:  # a worker died (e.g. killed by the OS)
-                    outcome = (None, f"{futures[future].path}: worker failed: {type(e).__name__}: {e}", [], 0.0)
-                collect(futures[future], outcome)
+        unfinished = _run_pool(todo, min(workers, len(todo)), settings, collect)
+        # A worker that dies (a native crash on one video) breaks the whole pool. Retry what was
+        # left one video per process, so only the culprit fails.
+        for job in unfinished:
+            for item, _ in _run_pool([job], 1, settings, collect):
+                collect(item, (None, f"{item.path}: the worker process crashed on this video", [], 0.0))
     report.seconds = time.perf_counter() - start
 
     annotations, split = [], {}

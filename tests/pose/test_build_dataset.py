@@ -143,3 +143,31 @@ def test_truncated_video_is_kept_and_reported_also_from_cache(tmp_path, data_dir
         assert len(report.warnings) == 1 and "half.avi" in report.warnings[0] and "164" in report.warnings[0]
     (ann,) = load_annotations(tmp_path / "d.pkl")
     assert 5 <= ann["total_frames"] <= 9  # about half of 164 frames, every 10th
+
+
+@pytest.mark.slow
+def test_a_crashing_worker_fails_only_its_video(tmp_path, data_dir, monkeypatch):
+    """A native crash (here: os._exit in the worker, via sitecustomize) breaks the process pool;
+    the other videos still get extracted and only the culprit is reported."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "import posec3d.pose.extract as ex\n"
+        "_real = ex.extract_video\n"
+        "def extract_video(path, *a, **k):\n"
+        "    if os.path.basename(str(path)) == 'crash.avi':\n"
+        "        os._exit(3)\n"
+        "    return _real(path, *a, **k)\n"
+        "ex.extract_video = extract_video\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    src = (data_dir / "videos/misc/test.avi").read_bytes()
+    for name in ("a.avi", "crash.avi", "b.avi"):
+        (tmp_path / name).write_bytes(src)
+    lst = tmp_path / "l.txt"
+    lst.write_text("a.avi\t0\ncrash.avi\t1\nb.avi\t2\n")
+    report = build_dataset([lst], tmp_path / "d.pkl", workers=2, max_frames=2)
+    assert report.extracted == 2
+    assert [(s, e) for s, _, e in report.failures] == [
+        (f"{lst}:2", f"{tmp_path / 'crash.avi'}: the worker process crashed on this video")]
+    assert [a["label"] for a in load_annotations(tmp_path / "d.pkl")] == [0, 2]
