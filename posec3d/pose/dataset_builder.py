@@ -232,6 +232,9 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
         raise AnnotationError(f"split names must differ, got {', '.join(split_names)}")
     names = read_label_map(label_map) if label_map is not None else None
     per_split = [parse_video_list(p, names) for p in lists]
+    for model, what in ((pose_model, "pose model"), (det_model, "detector model")):
+        if model is not None and not Path(model).is_file():  # else every worker would die at start-up
+            raise PoseC3DError(f"{model}: {what} not found")
 
     settings = {"pose_model": None if pose_model is None else str(pose_model),
                 "det_model": None if det_model is None else str(det_model),
@@ -294,6 +297,8 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
             for item, _ in _run_pool([job], 1, settings, collect):
                 collect(item, (None, f"{item.path}: the worker process crashed on this video", [], 0.0))
     report.seconds = time.perf_counter() - start
+    order = {str(path): i for i, path in enumerate(unique)}
+    report.failures.sort(key=lambda failure: order[failure[1]])  # list order, not completion order
 
     annotations, split = [], {}
     placed: set[Path] = set()
