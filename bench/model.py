@@ -8,10 +8,15 @@ Usage: python bench/model.py [--models slowonly,c3d,x3d] [--repeats 3] [--compil
 """
 from __future__ import annotations
 
+import os
+
+# The CPU is shared: sleeping (not spinning) OpenMP workers stop burning the time slices other
+# processes need, which at load > 2 changes wall times several-fold. Set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import copy
 import json
-import os
 import statistics
 import time
 
@@ -142,6 +147,7 @@ def main() -> None:
     torch.set_num_threads(2)
     load_start = os.getloadavg()
     out = {"input": list(INPUT), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
            "matmul_gflops_per_s": matmul_gflops(), "peer_slowonly_ms": PEER_MS}
     for name in args.models.split(","):
         out[name] = bench_model(name, args.repeats, args.train_steps, args.compile)

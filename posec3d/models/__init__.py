@@ -11,11 +11,11 @@ from torch import nn
 
 from posec3d.errors import ConfigError
 from posec3d.models import c3d, heads, recognizer, rgbpose, slowonly, x3d  # noqa: F401  (registration)
-from posec3d.models.fuse import fuse_conv_bn, optimize_for_inference
+from posec3d.models.fuse import fuse_conv_bn, optimize_for_inference, to_channels_last
 from posec3d.models.recognizer import MMRecognizer3D, Recognizer3D
 from posec3d.registry import MODELS
 
-__all__ = ["build_model", "fuse_conv_bn", "optimize_for_inference", "Recognizer3D", "MMRecognizer3D"]
+__all__ = ["build_model", "fuse_conv_bn", "optimize_for_inference", "to_channels_last", "Recognizer3D", "MMRecognizer3D"]
 
 
 def build_model(cfg: dict) -> nn.Module:

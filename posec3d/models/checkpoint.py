@@ -120,11 +120,11 @@ def save_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, torch.Tens
                     **extra: Any) -> None:
     """Write ``{'meta': meta, 'state_dict': ..., **extra}`` atomically (pyskl / mmaction2 layout).
 
-    Tensors are moved to the CPU so the file loads anywhere; ``extra`` holds e.g. ``optimizer``.
+    Tensors are moved to the CPU (standard layout) so the file loads anywhere; ``extra`` holds e.g. ``optimizer``.
     """
     if isinstance(state_dict, nn.Module):
         state_dict = state_dict.state_dict()
-    state = OrderedDict((k, v.detach().cpu()) for k, v in _strip_prefix(state_dict, "module.").items())
+    state = OrderedDict((k, v.detach().cpu().contiguous()) for k, v in _strip_prefix(state_dict, "module.").items())
     buffer = io.BytesIO()
     torch.save({"meta": dict(meta or {}), "state_dict": state, **extra}, buffer)
     atomic_write_bytes(path, buffer.getvalue())

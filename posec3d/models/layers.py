@@ -76,11 +76,12 @@ class DeconvBnAct(nn.Module):
 
 
 class SpatialMaxPool(nn.Module):
-    """MaxPool3d with kernel (1, 3, 3), padding (0, 1, 1) and stride (1, s, s), computed separably.
+    """MaxPool3d with kernel (1, 3, 3), padding (0, 1, 1) and stride (1, s, s).
 
-    Identical results (max is exact): a row max of 3 shifted views, then a column max, then the
-    stride. The CPU max-pool kernels compute argmax indices and run 5-25x slower than these
-    elementwise maxima, which also keep a channels-last layout.
+    Without autograd it is computed separably (a row max of 3 shifted views, then a column max,
+    then the stride): identical results, 5-25x faster than the CPU max-pool kernels, which
+    always compute argmax indices. With autograd the native kernel runs, because its
+    index-based backward is far cheaper (and picks one winner on ties, like the reference).
     """
 
     def __init__(self, stride: int = 1):
@@ -88,6 +89,8 @@ class SpatialMaxPool(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            return F.max_pool3d(x, (1, 3, 3), (1, self.stride, self.stride), (0, 1, 1))
         x = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
         x = torch.maximum(torch.maximum(x[..., :-2], x[..., 1:-1]), x[..., 2:])
         x = torch.maximum(torch.maximum(x[..., :-2, :], x[..., 1:-1, :]), x[..., 2:, :])

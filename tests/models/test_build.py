@@ -131,7 +131,15 @@ def test_spatial_max_pool_equals_max_pool_3d(stride, channels_last):
     expected = torch.nn.MaxPool3d((1, 3, 3), (1, stride, stride), (0, 1, 1))(x)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
-    assert torch.equal(SpatialMaxPool(stride)(x), expected)
+    with torch.no_grad():
+        assert torch.equal(SpatialMaxPool(stride)(x), expected)
+    # With autograd: same values, and the reference's gradient (ties go to one winner).
+    x = torch.relu(x).requires_grad_()  # ReLU zeros make ties common
+    ref = x.detach().clone().requires_grad_()
+    out = SpatialMaxPool(stride)(x)
+    torch.nn.MaxPool3d((1, 3, 3), (1, stride, stride), (0, 1, 1))(ref).backward(torch.ones_like(out))
+    out.backward(torch.ones_like(out))
+    assert torch.equal(x.grad, ref.grad)
 
 
 def test_optimize_for_inference_keeps_outputs(golden_models, summary, rand_inputs):
