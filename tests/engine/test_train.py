@@ -261,8 +261,11 @@ def test_pyskl_and_mmaction2_configs_run_unchanged(name, data_dir, tmp_path):
         opts += [f"{s}_dataloader.dataset.ann_file={ann}" for s in ("val", "test")]
         opts += [f"train_dataloader.dataset.dataset.ann_file={ann}"]
     cfg = load_config(path, opts)
-    result = train(cfg, tmp_path, validate=True, seed=0)
-    assert result.iterations == 1 and result.last_val["num_samples"] == 3
+    validate = not name.endswith("_pyskl.py")  # validation once (mmaction2 layout) keeps the CPU time down
+    result = train(cfg, tmp_path, validate=validate, seed=0)
+    assert result.iterations == 1
     out = run_test(cfg, tmp_path / "latest.pth", num_clips=1, flip=False)
     assert out.metrics["num_samples"] == 3 and len(out.scores[0]) == 60
-    assert out.metrics["top1"] == pytest.approx(result.last_val["top1"])  # val = 1-clip test here
+    if validate:
+        assert result.last_val["num_samples"] == 3
+        assert out.metrics["top1"] == pytest.approx(result.last_val["top1"])  # val = the 1-clip test here
