@@ -28,7 +28,7 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, path: str, opset: in
 def _export_torchscript(model: nn.Module, example: torch.Tensor, path: str, opset: int, dynamic_batch: bool) -> None:
     axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")  # deprecation and constant-folding notices from the exporter
         torch.onnx.export(model, (example,), path, dynamo=False, opset_version=opset, input_names=["input"],
                           output_names=["logits"], dynamic_axes=axes, do_constant_folding=True)
 
