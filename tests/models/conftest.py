@@ -13,9 +13,13 @@ from posec3d.models.checkpoint import load_checkpoint
 
 @pytest.fixture(autouse=True)
 def _deterministic_cpu():
+    """2 threads and deterministic kernels for every model test; restored afterwards."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True, warn_only=True)
     yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
