@@ -83,7 +83,6 @@ class MediaPipePose(PoseEstimator):
         self.probe_every = probe_every
         self._calls = 0
         self._previous_count = 0
-        self._warmed_up = False
         self._thresholds = (min_detection_confidence, min_presence_confidence, min_tracking_confidence)
 
         def create(num_poses: int, masks: bool):
@@ -105,7 +104,11 @@ class MediaPipePose(PoseEstimator):
                     raise PoseC3DError(f"{path}: cannot load the MediaPipe pose model ({e}) "
                                        f"{' | '.join(detail)}") from None
 
-        self._landmarker = create(max_persons, second_pass != "off" and max_persons > 1)
+        # Segmentation masks cost ~10% more per frame, so a second landmarker makes them only for
+        # the frames that may get a second pass.
+        self._landmarker = create(max_persons, False)
+        self._masking_landmarker = create(max_persons, True) if second_pass != "off" and max_persons > 1 else None
+        self._warm: set[int] = set()
         self._image_cls = mediapipe.Image
         self._srgb = mediapipe.ImageFormat.SRGB
 
@@ -120,24 +123,27 @@ class MediaPipePose(PoseEstimator):
 
     def close(self) -> None:
         # Close explicitly: mediapipe 1.2.3 otherwise prints a TypeError at interpreter exit.
-        if self._landmarker is not None:
-            with _quiet_native_stderr():  # LiteRT logs each accelerator it tears down
-                self._landmarker.close()
-            self._landmarker = None
+        with _quiet_native_stderr():  # LiteRT logs each accelerator it tears down
+            for landmarker in (self._landmarker, self._masking_landmarker):
+                if landmarker is not None:
+                    landmarker.close()
+        self._landmarker = self._masking_landmarker = None
 
-    def _detect(self, rgb: np.ndarray):
-        if self._landmarker is None:
+    def _detect(self, rgb: np.ndarray, masks: bool = False):
+        landmarker = self._masking_landmarker if masks else self._landmarker
+        if landmarker is None:
             raise RuntimeError("MediaPipePose used after close()")
         image = self._image_cls(image_format=self._srgb, data=rgb)
-        if not self._warmed_up:  # the first inference logs graph set-up warnings; later ones are quiet
+        if id(landmarker) not in self._warm:  # a first inference logs graph set-up warnings
             with _quiet_native_stderr():
-                result = self._landmarker.detect(image)
-            self._warmed_up = True
+                result = landmarker.detect(image)
+            self._warm.add(id(landmarker))
             return result
-        return self._landmarker.detect(image)
+        return landmarker.detect(image)
 
-    def _want_second_pass(self, found: int) -> bool:
-        if self.second_pass == "off" or not 0 < found < self.max_persons:
+    def _second_pass_due(self) -> bool:
+        """Whether this frame gets a second pass if it shows fewer than max_persons people."""
+        if self._masking_landmarker is None:
             return False
         if self.second_pass == "always":
             return True
@@ -168,9 +174,10 @@ class MediaPipePose(PoseEstimator):
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rgb = check_frame(rgb)
         height, width = rgb.shape[:2]
-        result = self._detect(rgb)
+        due = self._second_pass_due()
+        result = self._detect(rgb, masks=due)
         landmarks = self._landmarks(result.pose_landmarks)
-        if self._want_second_pass(len(landmarks)) and result.segmentation_masks:
+        if due and 0 < len(landmarks) < self.max_persons and result.segmentation_masks:
             landmarks = np.concatenate([landmarks, self._find_hidden(rgb, result, landmarks)])
         self._calls += 1
         self._previous_count = len(landmarks)
