@@ -144,7 +144,8 @@ def _init_worker(settings: dict) -> None:
     _WORKER["settings"] = settings
 
 
-def _extract_one(video: str, cache_file: str | None) -> tuple[dict | None, str | None, list[str], float]:
+def _extract_one(video: str, cache_file: str | None, on_frame: Callable[..., None] | None = None
+                 ) -> tuple[dict | None, str | None, list[str], float]:
     """(annotation, error, warnings, seconds) for one video; never raises for a bad video."""
     from posec3d.pose.extract import extract_video
 
@@ -155,7 +156,7 @@ def _extract_one(video: str, cache_file: str | None) -> tuple[dict | None, str |
         try:
             ann = extract_video(video, _WORKER["estimator"], max_persons=settings["max_persons"],
                                 max_frames=settings["max_frames"], stride=settings["stride"],
-                                short_side=settings["short_side"])
+                                short_side=settings["short_side"], progress=on_frame)
         except PoseC3DError as e:
             return None, str(e), [], time.perf_counter() - start
         except Exception as e:  # a decoder or model crash on one video must not stop the build
@@ -283,10 +284,19 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
             progress(advance=1, fps=report.frames / elapsed, failed=len(report.failures))
 
     if todo and workers <= 1:
+        frames_done = [0]
+
+        def on_frame(**_) -> None:  # keep the frame rate moving during long videos
+            frames_done[0] += 1
+            if progress is not None:
+                progress(advance=0, fps=(report.frames + frames_done[0]) / max(time.perf_counter() - start, 1e-9),
+                         failed=len(report.failures))
+
         _init_worker(settings)
         try:
             for item, cached_file in todo:
-                collect(item, _extract_one(str(item.path), str(cached_file)))
+                frames_done[0] = 0
+                collect(item, _extract_one(str(item.path), str(cached_file), on_frame))
         finally:
             _close_worker()
     elif todo:
