@@ -103,6 +103,16 @@ def test_keypoints_exact_at_unit_scale(models):
     est.close()
 
 
+def test_bgr_models_get_swapped_channels(models):
+    box = np.array([[85.0, 54.4, 115.0, 105.6]])
+    red = _lines(160, 200, x0=103, y0=70)
+    blue = red[..., ::-1].copy()  # the same lines in the blue channel
+    rgb_model = OnnxTopDownPose(models[0], box_detector=lambda rgb: box)
+    bgr_model = OnnxTopDownPose(models[0], box_detector=lambda rgb: box, bgr=True)
+    np.testing.assert_allclose(bgr_model.estimate_in_boxes(blue, box)[0], rgb_model.estimate_in_boxes(red, box)[0])
+    assert not np.allclose(bgr_model.estimate_in_boxes(red, box)[0], rgb_model.estimate_in_boxes(red, box)[0])
+
+
 def test_detector_and_pose_end_to_end(models):
     pose_path, det_path = models
     # 128 x 96 frame into a 64 x 64 detector: ratio 0.5, so the person box is (16, 32, 80, 96)

@@ -1,7 +1,8 @@
 """Top-down ONNX pose models with SimCC heads (RTMPose-style), run through onnxruntime.
 
 Accepted pose model: one input ``(1, 3, H, W)`` float32, the person crop in RGB order normalised
-as ``(pixel - mean) / std`` (RTMPose's ImageNet mean/std by default); two outputs, named
+as ``(pixel - mean) / std`` (RTMPose's ImageNet mean/std by default; ``bgr=True`` feeds BGR for
+models exported without the channel swap); two outputs, named
 ``simcc_x`` ``(1, K, W * r)`` and ``simcc_y`` ``(1, K, H * r)`` (otherwise the first two outputs in
 that order), with the split ratio ``r`` read off the output sizes. K = 17 (COCO), or K > 17 when
 the first 17 are the COCO body keypoints (COCO-WholeBody, 133). Keypoint i sits at
@@ -9,7 +10,8 @@ the first 17 are the COCO body keypoints (COCO-WholeBody, 133). Keypoint i sits 
 
 Accepted detector (``det_model``): one input ``(1, 3, h, w)`` float32, the frame resized with its
 aspect ratio kept and padded at the right/bottom (pad value 114) to (h, w), RGB, normalised by
-``det_mean`` / ``det_std`` (defaults: no normalisation, raw 0-255); outputs ``dets (1, N, 5)`` =
+``mean`` / ``std`` (defaults: no normalisation, raw 0-255; ``bgr=True`` for models that take
+BGR); outputs ``dets (1, N, 5)`` =
 x1, y1, x2, y2, score in input pixels and ``labels (1, N)`` with class 0 = person (the layout of
 mmdeploy's RTMDet / YOLOX exports). Without a detector, the person boxes of the embedded MediaPipe
 model are used.
@@ -113,7 +115,7 @@ class OnnxPersonDetector:
 
     def __init__(self, path: str | os.PathLike, *, score_thr: float = 0.5, person_label: int = 0,
                  input_size: tuple[int, int] | None = None, mean: tuple | None = None, std: tuple | None = None,
-                 pad_value: float = 114.0) -> None:
+                 pad_value: float = 114.0, bgr: bool = False) -> None:
         self.path = Path(path)
         self.session = _session(path, "ONNX person detector")
         self.input_h, self.input_w = _static_hw(self.session, path, "ONNX person detector", input_size)
@@ -123,7 +125,7 @@ class OnnxPersonDetector:
             raise PoseC3DError(f"{path}: the detector must output dets (1, N, 5) and labels (1, N); "
                                f"it has outputs {names}")
         self.output_names = ["dets", "labels"] if {"dets", "labels"} <= set(names) else names[:2]
-        self.score_thr, self.person_label, self.pad_value = score_thr, person_label, pad_value
+        self.score_thr, self.person_label, self.pad_value, self.bgr = score_thr, person_label, pad_value, bgr
         self.mean = None if mean is None else np.asarray(mean, np.float32)
         self.std = None if std is None else np.asarray(std, np.float32)
 
@@ -134,7 +136,7 @@ class OnnxPersonDetector:
         new_h, new_w = max(1, round(height * ratio)), max(1, round(width * ratio))
         resized = resize_bilinear(rgb, new_w, new_h)
         canvas = np.full((self.input_h, self.input_w, 3), self.pad_value, np.float32)
-        canvas[:new_h, :new_w] = resized
+        canvas[:new_h, :new_w] = resized[..., ::-1] if self.bgr else resized
         if self.mean is not None:
             canvas = (canvas - self.mean) / (self.std if self.std is not None else 1.0)
         dets, labels = self.session.run(self.output_names, {self.input_name: canvas.transpose(2, 0, 1)[None]})
@@ -176,7 +178,7 @@ class OnnxTopDownPose(PoseEstimator):
 
     def __init__(self, pose_model: str | os.PathLike, det_model: str | os.PathLike | None = None,
                  max_persons: int = 2, *, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD,
-                 padding: float = 1.25, input_size: tuple[int, int] | None = None,
+                 padding: float = 1.25, input_size: tuple[int, int] | None = None, bgr: bool = False,
                  det_score_thr: float = 0.5, box_detector=None) -> None:
         if max_persons < 1:
             raise ValueError(f"max_persons must be >= 1, got {max_persons}")
@@ -191,7 +193,7 @@ class OnnxTopDownPose(PoseEstimator):
                                f"it has {names}")
         self.output_names = ["simcc_x", "simcc_y"] if {"simcc_x", "simcc_y"} <= set(names) else names[:2]
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        self.padding = padding
+        self.padding, self.bgr = padding, bgr
         self.det_path = None if det_model is None else Path(det_model)
         if box_detector is not None:
             self.detector = box_detector
@@ -223,6 +225,8 @@ class OnnxTopDownPose(PoseEstimator):
         for p, box in enumerate(boxes):
             centre, scale = crop_transform(box, self.input_w, self.input_h, self.padding)
             crop = crop_person(rgb, centre, scale, self.input_w, self.input_h)
+            if self.bgr:
+                crop = crop[..., ::-1]
             blob = ((crop - self.mean) / self.std).transpose(2, 0, 1)[None].astype(np.float32)
             simcc_x, simcc_y = self.session.run(self.output_names, {self.input_name: blob})
             simcc_x, simcc_y = np.asarray(simcc_x)[0], np.asarray(simcc_y)[0]
