@@ -216,7 +216,8 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
     Finished videos are cached in ``cache_dir`` (default ``<out>.cache``), so a rerun only does
     the missing ones. Videos that fail are listed in ``failed.txt`` next to ``out`` and left out;
     the build itself only fails for bad list files. ``progress(advance=1, total=n, fps=...)`` is
-    called once per video.
+    called once per video. Workers are spawned processes: a script calling this with
+    ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
     """
     from posec3d.pose.extract import DEFAULT_SHORT_SIDE, save_annotation_file
 
