@@ -87,3 +87,19 @@ def test_truncated_mp4_without_index_is_a_video_error(data_dir, tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoError, match="cut.mp4"):
         list(VideoReader(cut))
+
+
+def test_audio_only_file_is_a_video_error(tmp_path):
+    import wave
+
+    path = tmp_path / "sound.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 800)
+    with pytest.raises(VideoError, match="sound.wav: the file has no video stream"):
+        VideoReader(path)
+    with pytest.raises(VideoError, match="empty.mp4"):
+        (tmp_path / "empty.mp4").write_bytes(b"")
+        VideoReader(tmp_path / "empty.mp4")
