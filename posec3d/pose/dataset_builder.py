@@ -70,7 +70,7 @@ def parse_video_list(path: str | os.PathLike, label_map: dict[str, int] | None =
     """Read a ``video<TAB>label`` list; a malformed line raises AnnotationError naming file:line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # lists saved by Windows editors start with a BOM
     except OSError as e:
         raise AnnotationError(f"{path}: cannot read the video list ({e.strerror})") from None
     except UnicodeDecodeError:

@@ -26,7 +26,8 @@ def test_parse_list_paths_labels_and_errors(tmp_path, data_dir):
     assert label_map["drink water"] == 0 and label_map["hugging other person"] == 54
     (tmp_path / "clips").mkdir()
     good = tmp_path / "clips" / "list.txt"
-    good.write_text("# comment\n\na.mp4\t3\nsub dir/b c.mp4\thugging other person\n/abs/d.avi 7\n")
+    good.write_bytes("\ufeff# comment\r\n\r\na.mp4\t3\r\nsub dir/b c.mp4\thugging other person\n/abs/d.avi 7\n"
+                     .encode("utf-8"))  # BOM and CRLF as a Windows editor saves it
     items = parse_video_list(good, label_map)
     assert [i.path for i in items] == [tmp_path / "clips/a.mp4", tmp_path / "clips/sub dir/b c.mp4",
                                        tmp_path.anchor / __import__("pathlib").Path("abs/d.avi")]
