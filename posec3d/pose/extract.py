@@ -82,6 +82,8 @@ def extract_video(path: str | os.PathLike, estimator: PoseEstimator | None = Non
                 tracker.update(keypoints, scores, boxes)
                 if progress is not None:
                     progress(advance=1, total=expected, fps=done / max(time.perf_counter() - start, 1e-9))
+            if progress is not None and tracker.num_frames != expected:  # the header was wrong
+                progress(advance=0, total=tracker.num_frames)
             if reader.truncated:
                 warnings.warn(VideoTruncatedWarning(f"{Path(path)}: truncated video, {reader.truncation_reason}; "
                                                     f"kept the {tracker.num_frames} frames that decoded"),
