@@ -59,8 +59,9 @@ class MediaPipePose(PoseEstimator):
     A pose found that way counts only if it is not a copy of a known one (box IoU below
     ``DUPLICATE_IOU`` and mean keypoint distance above ``DUPLICATE_DISTANCE`` of the body size).
     ``"always"`` does this on every such frame (about half the speed); ``"auto"`` (default) only
-    while the previous frame had ``max_persons`` people and on every ``probe_every``-th frame
-    otherwise, so single-person videos pay about 1/``probe_every`` of the cost; ``"off"`` never.
+    within ``probe_every`` frames of a frame with ``max_persons`` people and on every
+    ``probe_every``-th frame otherwise, so single-person videos pay about 1/``probe_every`` of the
+    cost; ``"off"`` never.
     """
 
     def __init__(self, model: str | os.PathLike = "full", max_persons: int = 2, *,
@@ -82,7 +83,7 @@ class MediaPipePose(PoseEstimator):
         self.second_pass = second_pass
         self.probe_every = probe_every
         self._calls = 0
-        self._previous_count = 0
+        self._last_full = -10**9  # call index of the last frame with max_persons people
         self._thresholds = (min_detection_confidence, min_presence_confidence, min_tracking_confidence)
 
         def create(num_poses: int, masks: bool):
@@ -119,7 +120,7 @@ class MediaPipePose(PoseEstimator):
     def reset(self) -> None:
         """Restart the second-pass schedule, so each video's result is independent of the last."""
         self._calls = 0
-        self._previous_count = 0
+        self._last_full = -10**9  # call index of the last frame with max_persons people
 
     def close(self) -> None:
         # Close explicitly: mediapipe 1.2.3 otherwise prints a TypeError at interpreter exit.
@@ -147,7 +148,8 @@ class MediaPipePose(PoseEstimator):
             return False
         if self.second_pass == "always":
             return True
-        return self._previous_count >= self.max_persons or self._calls % self.probe_every == 0
+        recently_full = self._calls - self._last_full <= self.probe_every
+        return recently_full or self._calls % self.probe_every == 0
 
     def _landmarks(self, people) -> np.ndarray:
         """(P, 33, 3) x, y normalised to [0, 1] and visibility."""
@@ -179,8 +181,9 @@ class MediaPipePose(PoseEstimator):
         landmarks = self._landmarks(result.pose_landmarks)
         if due and 0 < len(landmarks) < self.max_persons and result.segmentation_masks:
             landmarks = np.concatenate([landmarks, self._find_hidden(rgb, result, landmarks)])
+        if len(landmarks) >= self.max_persons:
+            self._last_full = self._calls
         self._calls += 1
-        self._previous_count = len(landmarks)
         if not len(landmarks):
             return empty_poses()
         xy = landmarks[..., :2] * np.array([width, height], np.float32)
