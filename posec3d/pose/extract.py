@@ -108,17 +108,10 @@ def extract_video(path: str | os.PathLike, estimator: PoseEstimator | None = Non
 
 
 def save_annotation_file(path: str | os.PathLike, annotations: list[dict], split: dict[str, list[str]]) -> None:
-    """Write ``{'split': ..., 'annotations': ...}`` atomically (pyskl layout)."""
-    try:
-        from posec3d.data.annotations import save_annotations
-    except ImportError:  # the data package's writer is not there yet
-        save_annotations = None
-    if save_annotations is not None:
-        save_annotations(path, annotations, split=split)
-        return
-    import pickle
+    """Validate and write ``{'split': ..., 'annotations': ...}`` atomically (pyskl layout).
 
-    from posec3d.files import atomic_write
+    The one place pose/ reaches into data/: annotation files have a single writer.
+    """
+    from posec3d.data.annotations import save_annotations
 
-    with atomic_write(path, "wb") as f:
-        pickle.dump({"split": split, "annotations": annotations}, f, protocol=4)
+    save_annotations(path, annotations, split=split)
