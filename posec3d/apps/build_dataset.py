@@ -44,6 +44,8 @@ def build_dataset(
     max_persons: int = typer.Option(2, "--max-persons", min=1, help="Person slots kept per video."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Keep at most this many frames."),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every S-th frame."),
+    short_side: int = typer.Option(540, "--short-side", min=0, help="Downscale frames to this short side for "
+                                   "the pose model (keypoints stay in original pixels); 0 = full size."),
     pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="ONNX top-down pose model (SimCC) or "
                                               "a MediaPipe .task bundle."),
     det_model: Optional[Path] = typer.Option(None, "--det-model", help="ONNX person detector for --pose-model."),
@@ -55,6 +57,7 @@ def build_dataset(
     with progress_bar(None, "build-dataset") as update:
         report = build(lists, out, split_names=split_names, workers=workers, cache_dir=cache_dir,
                        label_map=label_map, max_persons=max_persons, max_frames=max_frames, stride=stride,
+                       short_side=short_side or None,
                        pose_model=pose_model, det_model=det_model, progress=update)
     for note in report.warnings:
         typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)

@@ -22,6 +22,8 @@ def extract(
     max_persons: int = typer.Option(2, "--max-persons", min=1, help="Person slots kept (most present first)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Keep at most this many frames."),
     stride: int = typer.Option(1, "--stride", min=1, help="Keep every S-th frame."),
+    short_side: int = typer.Option(540, "--short-side", min=0, help="Downscale frames to this short side for "
+                                   "the pose model (keypoints stay in original pixels); 0 = full size."),
     pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="ONNX top-down pose model (SimCC head) or a MediaPipe .task bundle; "
                                               "default: the bundled MediaPipe model."),
     det_model: Optional[Path] = typer.Option(None, "--det-model", help="ONNX person detector for --pose-model "
@@ -38,7 +40,8 @@ def extract(
         with warnings.catch_warnings(record=True) as caught, progress_bar(None, f"extract {video.name}") as update:
             warnings.simplefilter("always", VideoTruncatedWarning)
             ann = extract_video(video, estimator, max_persons=max_persons, max_frames=max_frames,
-                                stride=stride, progress=update, label=label)
+                                stride=stride, progress=update, label=label,
+                                short_side=short_side or None)
     finally:
         estimator.close()
     for w in caught:

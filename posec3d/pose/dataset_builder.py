@@ -22,6 +22,7 @@ from typing import Callable
 
 from posec3d.errors import AnnotationError, PoseC3DError
 from posec3d.files import atomic_write, atomic_write_text
+from posec3d.pose.extract import DEFAULT_SHORT_SIDE
 
 CACHE_VERSION = 2
 
@@ -207,19 +208,20 @@ def _load_cached(path: Path) -> dict | None:
 def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, split_names: list[str] | None = None,
                   workers: int = 1, cache_dir: str | os.PathLike | None = None,
                   label_map: str | os.PathLike | None = None, max_persons: int = 2, max_frames: int | None = None,
-                  stride: int = 1, short_side: int | None = None, pose_model: str | os.PathLike | None = None,
+                  stride: int = 1, short_side: int | None = DEFAULT_SHORT_SIDE, pose_model: str | os.PathLike | None = None,
                   det_model: str | os.PathLike | None = None,
                   progress: Callable[..., None] | None = None) -> BuildReport:
     """Extract every listed video into one pyskl file ``{'split': ..., 'annotations': ...}``.
 
-    Videos run in ``workers`` processes (each with its own estimator; 1 = in this process).
+    ``short_side`` (None = full size) is the frame size given to the pose model, as in
+    ``extract_video``. Videos run in ``workers`` processes (each with its own estimator; 1 = in this process).
     Finished videos are cached in ``cache_dir`` (default ``<out>.cache``), so a rerun only does
     the missing ones. Videos that fail are listed in ``failed.txt`` next to ``out`` and left out;
     the build itself only fails for bad list files. ``progress(advance=1, total=n, fps=...)`` is
     called once per video. Workers are spawned processes: a script calling this with
     ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
     """
-    from posec3d.pose.extract import DEFAULT_SHORT_SIDE, save_annotation_file
+    from posec3d.pose.extract import save_annotation_file
 
     out = Path(out)
     lists = [Path(p) for p in lists]
@@ -241,7 +243,7 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
     settings = {"pose_model": None if pose_model is None else str(pose_model),
                 "det_model": None if det_model is None else str(det_model),
                 "max_persons": max_persons, "max_frames": max_frames, "stride": stride,
-                "short_side": DEFAULT_SHORT_SIDE if short_side is None else short_side}
+                "short_side": short_side}
     key_settings = {**settings, "pose_model": _file_identity(pose_model), "det_model": _file_identity(det_model)}
     cache_dir = Path(cache_dir) if cache_dir is not None else out.with_name(out.name + ".cache")
     cache_dir.mkdir(parents=True, exist_ok=True)

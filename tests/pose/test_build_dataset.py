@@ -123,10 +123,13 @@ def test_cache_key_follows_file_and_settings(tmp_path, data_dir):
 def test_extract_cli(tmp_path, data_dir):
     out = tmp_path / "one.pkl"
     result = CliRunner().invoke(app, ["extract", str(data_dir / "videos/kinetics/ta_chi.mp4"), "-o", str(out),
-                                      "--label", "346", "--max-frames", "6", "--stride", "2", "--max-persons", "1"])
+                                      "--label", "346", "--max-frames", "6", "--stride", "2", "--max-persons", "1",
+                                      "--short-side", "128"])
     assert result.exit_code == 0, result.output
     (ann,) = load_annotations(out, split="all")
     assert ann["label"] == 346 and ann["total_frames"] == 6 and ann["keypoint"].shape == (1, 6, 17, 2)
+    # the pose model saw 170x128 frames, the keypoints are in the video's 340x256 pixels
+    assert ann["img_shape"] == (256, 340) and ann["keypoint"][..., 0].max() > 170
     missing = CliRunner().invoke(app, ["extract", str(tmp_path / "nope.mp4"), "-o", str(out)])
     assert missing.exit_code != 0
 
