@@ -19,17 +19,23 @@ def _import_datasets() -> None:
     import posec3d.data.dataset  # noqa: F401  (registers PoseDataset / RepeatDataset)
 
 
-def build_dataset(ds_cfg: Mapping, where: str = "config") -> Dataset:
-    """Build a (possibly repeated) dataset from its config dict via the DATASETS registry."""
+def build_dataset(ds_cfg: Mapping, where: str = "config", test_mode: bool = False) -> Dataset:
+    """Build a (possibly repeated) dataset from its config dict via the DATASETS registry.
+
+    ``test_mode=True`` (val / test) is a default the config may override, as in pyskl, whose
+    val/test dataset dicts rely on it for deterministic (seed-255) frame sampling.
+    """
     _import_datasets()
     ds_cfg = copy.deepcopy(dict(ds_cfg))
     if ds_cfg.get("type") == "RepeatDataset":
-        inner = build_dataset(ds_cfg["dataset"], where)
+        inner = build_dataset(ds_cfg["dataset"], where, test_mode)
         repeat = DATASETS.get("RepeatDataset")
         return repeat(inner, int(ds_cfg.get("times", 1)))
     ds_cfg.pop("class_prob", None)  # the sampler's business, not the dataset's
     if "pipeline" not in ds_cfg:
         raise ConfigError(f"{where}: dataset {ds_cfg.get('type')!r} has no 'pipeline'")
+    if test_mode:
+        ds_cfg.setdefault("test_mode", True)
     return DATASETS.build(ds_cfg)
 
 

@@ -62,7 +62,8 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     # Write the rewritten pipeline back so the batch-heatmap split sees the same settings.
     inner, _ = C.unwrap_dataset(C.dataset_cfg(cfg, "test"))
     inner["pipeline"] = pipeline
-    dataset = build_dataset(split_dataset_cfg(cfg, "test", ann_file, split, loader_pipeline(cfg, "test")), where)
+    dataset = build_dataset(split_dataset_cfg(cfg, "test", ann_file, split, loader_pipeline(cfg, "test")), where,
+                            test_mode=True)
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     model = build_model(C.model_cfg(cfg)).to(dist.device)

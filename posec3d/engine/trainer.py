@@ -177,7 +177,8 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
     train_transform = batch_transform_for(cfg, "train", dist.device)
     val_loader = val_transform = None
     if validate:
-        val_set = build_dataset(split_dataset_cfg(cfg, "val", pipeline=loader_pipeline(cfg, "val")), C._where(cfg))
+        val_set = build_dataset(split_dataset_cfg(cfg, "val", pipeline=loader_pipeline(cfg, "val")), C._where(cfg),
+                                test_mode=True)
         val_loader = build_eval_loader(val_set, dist, C.batch_size(cfg, "val"), C.num_workers(cfg, "val"))
         val_transform = batch_transform_for(cfg, "val", dist.device)
 
