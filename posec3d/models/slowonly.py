@@ -48,7 +48,9 @@ class Bottleneck3d(nn.Module):
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        return self.conv3(self.conv2(self.conv1(x))) + identity
+        out = self.conv3(self.conv2(self.conv1(x)))
+        out += identity  # in place: no new feature-map buffer (BN's backward does not need its output)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:

@@ -63,7 +63,8 @@ class X3DBlock(nn.Module):
         if self.se_module is not None:
             out = self.se_module(out)
         out = self.conv3(self.swish(out))
-        return self.relu(out + identity)
+        out += identity  # in place: no new feature-map buffer (BN's backward does not need its output)
+        return self.relu(out)
 
 
 @MODELS.register("PysklX3D")
