@@ -158,3 +158,43 @@ def test_optimize_for_inference_keeps_outputs(golden_models, summary, rand_input
         logits = model(x)
     np.testing.assert_allclose(logits.numpy(), golden_outputs(golden_models, name)["rand/cls_score"],
                                atol=1e-4, rtol=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    cfg = copy.deepcopy(PYSKL_SLOWONLY)
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    cfg["backbone"]["with_cp"] = True
+    ckpt = build_model(cfg)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 17, 4, 16, 16, generator=torch.Generator().manual_seed(4))
+    labels = torch.tensor([1, 2])
+    for model in (plain, ckpt):
+        model.cls_head.dropout = torch.nn.Identity()
+        model.forward_train(x, labels)["loss_cls"].backward()
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_rgbpose_training_forward_draws_two_random_numbers(golden_models, summary):
+    """Drop-path decisions consume two torch.rand(1) draws per training forward (SPEC §4.6)."""
+    cfg = copy.deepcopy(summary["rgbpose_conv3d_ntu60_slim"]["model_cfg"])
+    cfg["backbone"].update(rgb_drop_path=0.0, pose_drop_path=1.0)  # pose lateral always dropped
+    cfg["cls_head"]["dropout"] = 0.0
+    model = build_model(cfg).train()
+    gen = torch.Generator().manual_seed(5)
+    imgs, heat = torch.rand(1, 3, 8, 64, 64, generator=gen), torch.rand(1, 17, 32, 16, 16, generator=gen)
+    torch.manual_seed(7)
+    model(imgs, heat)
+    after = torch.rand(1)
+    torch.manual_seed(7)
+    torch.rand(1), torch.rand(1)
+    assert torch.equal(after, torch.rand(1))
+    # pose_drop_path=1: the pose pathway's lateral input is zero, so RGB cannot reach the pose logits.
+    with torch.no_grad():
+        other = imgs.flip(-1)
+        for m in model.modules():  # keep BN in eval so batch statistics do not mix the inputs
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.eval()
+        a, b = model(imgs, heat)["pose"], model(other, heat)["pose"]
+    assert torch.equal(a, b)
