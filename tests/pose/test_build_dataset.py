@@ -176,3 +176,23 @@ def test_a_crashing_worker_fails_only_its_video(tmp_path, data_dir, monkeypatch)
     assert [(s, e) for s, _, e in report.failures] == [
         (f"{lst}:2", f"{tmp_path / 'crash.avi'}: the worker process crashed on this video")]
     assert [a["label"] for a in load_annotations(tmp_path / "d.pkl")] == [0, 2]
+
+
+def test_built_dataset_feeds_the_posec3d_pipeline(built):
+    """The output is consumed as-is by data/'s PoseDataset with the standard PoseC3D test pipeline."""
+    from posec3d.data.dataset import PoseDataset
+
+    left, right = [1, 3, 5, 7, 9, 11, 13, 15], [2, 4, 6, 8, 10, 12, 14, 16]
+    pipeline = [dict(type="UniformSampleFrames", clip_len=8, num_clips=1, test_mode=True),
+                dict(type="PoseDecode"), dict(type="PoseCompact", hw_ratio=1.0, allow_imgpad=True),
+                dict(type="Resize", scale=(-1, 32)), dict(type="CenterCrop", crop_size=32),
+                dict(type="GeneratePoseTarget", sigma=0.6, use_score=True, with_kp=True, with_limb=False,
+                     left_kp=left, right_kp=right),
+                dict(type="FormatShape", input_format="NCTHW_Heatmap"), dict(type="PackActionInputs")]
+    _, out, _ = built
+    dataset = PoseDataset(out, pipeline, split="train", test_mode=True)
+    assert len(dataset) == 6
+    item = dataset[4]  # clean_and_jerk: one athlete in every frame
+    imgs = item["imgs"]
+    assert tuple(imgs.shape) == (1, 17, 8, 32, 32) and item["label"] == 4
+    assert float(imgs.max()) > 0.5  # real joint heatmaps, not an empty volume
