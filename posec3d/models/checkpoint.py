@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import warnings
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,25 +24,97 @@ from posec3d.files import atomic_write_bytes
 IGNORED_MISSING = ("num_batches_tracked",)  # old checkpoints lack these BN counters
 
 
+class _Inert:
+    """Stands in for a bookkeeping class of mmengine / mmcv: keeps its pickled state, runs nothing."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _InertDict(dict):
+    """Stands in for a dict subclass (mmengine / mmcv ConfigDict)."""
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+# Objects that real training checkpoints carry beside the weights (message_hub, meta); they are
+# rebuilt as inert stand-ins so these files load without unpickling arbitrary code.
+_INERT_CLASSES = {
+    "mmengine.logging.history_buffer.HistoryBuffer": _Inert,
+    "mmengine.config.config.ConfigDict": _InertDict,
+    "mmcv.utils.config.ConfigDict": _InertDict,
+    "addict.addict.Dict": _InertDict,
+}
+
+
+def _benign_globals() -> dict[str, Any]:
+    """Name -> object for the non-tensor globals a checkpoint may use without being unsafe."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+    out: dict[str, Any] = {"numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # written by numpy 1.x / 2.x
+        out[f"{mod}._reconstruct"] = multiarray._reconstruct
+        out[f"{mod}.scalar"] = multiarray.scalar
+    for name in dir(getattr(np, "dtypes", None)):
+        if name.endswith("DType"):
+            out[f"numpy.dtypes.{name}"] = getattr(np.dtypes, name)
+    for name, base in _INERT_CLASSES.items():
+        module, _, qualname = name.rpartition(".")
+        out[name] = type(qualname, (base,), {"__module__": module})
+    return out
+
+
+def _load_with_benign_globals(path: Path, map_location: Any) -> Any:
+    """``torch.load(weights_only=True)`` that also accepts numpy values and mmengine/mmcv
+    bookkeeping objects; any other global makes it refuse (CheckpointError)."""
+    needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    benign = _benign_globals()
+    refused = [g for g in needed if g not in benign]
+    if refused:
+        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+        raise CheckpointError(
+            f"checkpoint {path}: refused to load, it pickles Python objects beyond tensors, numbers and "
+            f"containers ({shown}). Loading it would run code from the file; if you trust the file, pass "
+            f"allow_unsafe=True (CLI: --allow-unsafe).")
+    try:
+        with torch.serialization.safe_globals([(obj, name) for name, obj in benign.items()]):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()
+        raise CheckpointError(f"checkpoint {path}: cannot be unpickled safely "
+                              f"({next((r for r in reason if 'but got' in r), reason[-1] if reason else e)}); "
+                              "if you trust the file, pass allow_unsafe=True (CLI: --allow-unsafe)") from e
+
+
 def read_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False, map_location: Any = "cpu") -> dict:
     """Load a checkpoint file into a dict with a ``state_dict`` entry (a bare state dict is wrapped).
 
-    Loading uses ``torch.load(weights_only=True)``, which refuses pickled code; ``allow_unsafe=True``
-    unpickles anything and must only be used for files from a trusted source.
+    Loading uses ``torch.load(weights_only=True)``, which refuses pickled code; numpy values and
+    mmengine / mmcv bookkeeping objects (message_hub history buffers, ConfigDicts) are accepted as
+    inert data. ``allow_unsafe=True`` unpickles anything: only for files from a trusted source.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: file not found")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=not allow_unsafe)
-    except pickle.UnpicklingError as e:
-        if allow_unsafe:
-            raise CheckpointError(f"checkpoint {path}: cannot unpickle: {e}") from e
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"checkpoint {path}: refused to load, it contains Python objects beyond tensors and plain "
-            f"containers ({first}). Loading it would run arbitrary code; if you trust the file, pass "
-            f"allow_unsafe=True (CLI: --allow-unsafe).") from e
+        try:
+            obj = torch.load(path, map_location=map_location, weights_only=not allow_unsafe)
+        except pickle.UnpicklingError as e:
+            if allow_unsafe or not zipfile.is_zipfile(path):
+                reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                hint = "" if allow_unsafe else "; if you trust the file, pass allow_unsafe=True (CLI: --allow-unsafe)"
+                raise CheckpointError(f"checkpoint {path}: cannot be unpickled safely ({reason}){hint}") from e
+            obj = _load_with_benign_globals(path, map_location)
+    except CheckpointError:
+        raise
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ModuleNotFoundError) as e:
         raise CheckpointError(f"checkpoint {path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(obj, Mapping):

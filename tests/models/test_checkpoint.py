@@ -153,3 +153,36 @@ def test_save_checkpoint_layout_roundtrip_and_atomic(tmp_path, x3d_model, x3d_st
     # A DDP-wrapped state dict is saved without the prefix, as mmengine does.
     save_checkpoint(path, {f"module.{k}": v for k, v in x3d_state.items()})
     assert list(torch.load(path, weights_only=True)["state_dict"]) == list(x3d_state)
+
+
+def test_mmengine_training_checkpoint_with_message_hub_objects_loads_safely(tmp_path, monkeypatch, x3d_model,
+                                                                            x3d_state):
+    """mmengine pickles HistoryBuffer objects and numpy values beside the weights: no flag needed."""
+    import sys
+    import types
+
+    import numpy as np
+
+    module = types.ModuleType("mmengine.logging.history_buffer")
+
+    class HistoryBuffer:  # the shape of mmengine's class: numpy histories
+        def __init__(self):
+            self._log_history, self._count_history, self.max_length = np.array([0.7, 0.6]), np.array([1, 1]), 100
+
+    HistoryBuffer.__module__, HistoryBuffer.__qualname__ = module.__name__, "HistoryBuffer"
+    module.HistoryBuffer = HistoryBuffer
+    for name in ("mmengine", "mmengine.logging"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    path = tmp_path / "epoch_24.pth"
+    torch.save({"meta": {"epoch": 24, "seed": np.int64(255), "dataset_meta": {"num_classes": 60}},
+                "state_dict": x3d_state,
+                "message_hub": {"log_scalars": {"train/loss": HistoryBuffer()}, "runtime_info": {"epoch": 24}},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 0.2}]}, "param_schedulers": [{"T_max": 24}]},
+               path)
+    monkeypatch.delitem(sys.modules, module.__name__)  # loading must not need mmengine
+    ckpt = load_checkpoint(x3d_model, path)
+    _assert_equal_state(x3d_model, x3d_state)
+    assert ckpt["meta"]["seed"] == 255
+    buffer = ckpt["message_hub"]["log_scalars"]["train/loss"]
+    assert type(buffer).__name__ == "HistoryBuffer" and buffer.state["max_length"] == 100
