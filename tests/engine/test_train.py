@@ -275,3 +275,22 @@ def test_pyskl_and_mmaction2_configs_run_unchanged(name, data_dir, tmp_path):
     if validate:
         assert result.last_val["num_samples"] == 3
         assert out.metrics["top1"] == pytest.approx(result.last_val["top1"])  # val = the 1-clip test here
+
+
+def test_class_prob_reaches_the_sampler(tiny_ann):
+    """pyskl's class_prob (SPEC §3.2 note 2) on the train dataset drives class-balanced sampling."""
+    from posec3d.engine.distributed import DistInfo
+    from posec3d.engine.loaders import build_dataset, build_train_loader, dataset_labels, split_dataset_cfg
+
+    prob = [1.0] * 20
+    prob[0] = 3.0  # class 0 three times as often
+    cfg = load_config(FIXED_CONFIG, ann_options(tiny_ann) + [f"data.train.dataset.class_prob={prob}",
+                                                             "data.train.times=2"])
+    dataset = build_dataset(split_dataset_cfg(cfg, "train"))
+    loader = build_train_loader(cfg, dataset, DistInfo(), seed=0)
+    labels = np.array(dataset_labels(dataset))
+    order = list(loader.sampler)
+    counts = np.bincount(labels[np.array(order) % len(labels)], minlength=20)
+    base = np.bincount(labels, minlength=20)
+    assert counts[0] == 3 * 2 * base[0] and (counts[1:] == 2 * base[1:]).all()
+    assert len(order) == len(loader.sampler)
