@@ -97,10 +97,6 @@ class SpatialMaxPool(nn.Module):
         return x[..., ::self.stride, ::self.stride] if self.stride > 1 else x
 
 
-def as_triple(value: Triple) -> tuple[int, int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value, value)
-
-
 def init_conv_bn(module: nn.Module) -> None:
     """SPEC §4.1 init: Conv3d kaiming-normal (fan_out, relu), bias 0; BN weight 1, bias 0.
 
