@@ -247,6 +247,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         _seed_main_process_data_rngs(seed + epoch)
         data_time = compute_time = first_wait = 0.0
         loss_sum, loss_count, samples = 0.0, 0, 0
+        window: list[float] = []
         tick = time.perf_counter()
         for batch in train_loader.epoch(epoch):
             if train_transform is not None:
@@ -287,16 +288,19 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
             tick = time.perf_counter()
             compute_time += tick - loaded
 
-            loss_sum += loss.item()
+            loss_value = loss.item()
+            loss_sum += loss_value
             loss_count += 1
-            fields = {"loss": loss.item(), "lr": lr,
-                      "data": data_time / max(data_time + compute_time, 1e-9)}
+            window.append(loss_value)
             if progress is not None:
-                progress(advance=1, epoch=f"{epoch + 1}/{max_epochs}", **fields)
+                progress(advance=1, epoch=f"{epoch + 1}/{max_epochs}", loss=loss_value, lr=lr,
+                         data=f"{data_time:.0f}s", compute=f"{compute_time:.0f}s")
             if iteration % log_every == 0 or iteration == iters_per_epoch * (epoch + 1):
-                log.log({"mode": "train", "epoch": epoch + 1, "iter": iteration, "loss": loss.item(), "lr": lr,
-                         "data_time": data_time, "compute_time": compute_time,
+                # The mean over the interval: one batch's loss is too noisy to plot.
+                log.log({"mode": "train", "epoch": epoch + 1, "iter": iteration, "loss": float(np.mean(window)),
+                         "lr": lr, "data_time": data_time, "compute_time": compute_time,
                          **{k: float(v) for k, v in losses.items() if k != "loss_cls"}}, flush=False)
+                window.clear()
 
         # ---- end of epoch: validate, then checkpoint (so best.pth and meta['best'] agree) -------
         record = {"mode": "epoch", "epoch": epoch + 1, "iter": iteration,
