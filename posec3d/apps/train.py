@@ -1,6 +1,7 @@
 """`posec3d train`: train a config's model (one process, or every rank under torchrun)."""
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import typer
@@ -43,7 +44,7 @@ def train(
     if resume_checkpoint and not resume:
         raise ConfigError(f"unexpected argument {resume_checkpoint!r} (did you mean --resume {resume_checkpoint}?)")
     cfg = load_config(config, options)
-    is_main = int(__import__("os").environ.get("RANK", "0")) == 0
+    is_main = int(os.environ.get("RANK", "0")) == 0
     resume_arg = (resume_checkpoint or True) if resume else None
     try:
         with progress_bar(None, "train", disable=not is_main) as update:
