@@ -188,8 +188,8 @@ def test_torchrun_two_processes_match_one(tiny_ann, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     common = ["--seed", "0", "--validate", "--cfg-options", *ann_options(tiny_ann)]
     cli("train", str(FIXED_CONFIG), "--work-dir", str(one), *common)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                        str(29500 + os.getpid() % 1000), "-m", "posec3d", "train", str(FIXED_CONFIG),
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "posec3d"]
+    r = subprocess.run([*torchrun, "train", str(FIXED_CONFIG),
                         "--work-dir", str(two), *common, "data.videos_per_gpu=4"],
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -202,8 +202,7 @@ def test_torchrun_two_processes_match_one(tiny_ann, tmp_path):
     assert val(one)["num_samples"] == val(two)["num_samples"] == 16
     assert val(one)["top1"] == val(two)["top1"]
     # Testing under torchrun gathers every rank's videos back into dataset order.
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                        str(30500 + os.getpid() % 1000), "-m", "posec3d", "test", str(FIXED_CONFIG),
+    r = subprocess.run([*torchrun, "test", str(FIXED_CONFIG),
                         str(two / "latest.pth"), "--out", str(tmp_path / "ddp.pkl"), "--cfg-options",
                         *ann_options(tiny_ann)], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
