@@ -21,8 +21,12 @@ REPO = HERE.parents[1]
 ZOO = REPO / "posec3d/zoo/penn_action"
 LABEL_MAP = REPO.parent / "shared/data/datasets/penn_action/label_map_penn_action.txt"
 CONFIG = HERE / "x3d_shallow_penn_action.py"
+CONFIG_HEADER = (
+    "# The bundled penn-action model's config: the training run's resolved copy of\n"
+    "# configs/penn_action/x3d_shallow_penn_action.py (see that file for the reasoning).\n"
+    "import posec3d.engine.pose_noise  # noqa: F401 - registers PoseNoise, used by train_pipeline\n\n")
 DESCRIPTION = ("X3D-shallow PoseC3D, 15 Penn Action classes, COCO-17 input (MediaPipe or Penn GT13 via "
-               "MapJoints), 24 frames x 32x32 heatmaps")
+               "MapJoints), 16 frames x 28x28 heatmaps")
 
 
 def main() -> None:
@@ -38,11 +42,16 @@ def main() -> None:
             "epoch": old_meta.get("epoch"), "iter": old_meta.get("iter"), "notes": args.notes}
     ZOO.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ZOO / "penn_action_x3d_shallow.pth", state, meta=meta)
-    shutil.copyfile(CONFIG, ZOO / "config.py")
+    # The config the run really used (the engine saves it resolved next to the checkpoints).
+    run_config = args.checkpoint.parent / "config.py"
+    body = run_config.read_text(encoding="utf-8") if run_config.is_file() else CONFIG.read_text(encoding="utf-8")
+    atomic_write_text(ZOO / "config.py", CONFIG_HEADER + body)
     shutil.copyfile(LABEL_MAP, ZOO / "label_map.txt")
     manifest = {"name": "penn-action", "description": DESCRIPTION, "config": "config.py",
                 "checkpoint": "penn_action_x3d_shallow.pth", "label_map": "label_map.txt", "notes": args.notes}
     atomic_write_text(ZOO / "model.json", json.dumps(manifest, indent=2) + "\n")
+    for f in ZOO.iterdir():  # package data must be world-readable once installed
+        f.chmod(0o644)
     size = (ZOO / "penn_action_x3d_shallow.pth").stat().st_size
     print(f"wrote {ZOO} (checkpoint {size / 2**20:.2f} MB, {len(state)} tensors)")
 

@@ -1,0 +1,145 @@
+"""The bundled model zoo: API, the shipped penn-action model on real data, `posec3d models`,
+the Penn split script and the PoseNoise training transform."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from posec3d.apps.cli import app
+from posec3d.engine.inference import ActionRecognizer
+from posec3d.engine.pose_noise import PoseNoise
+from posec3d.errors import ConfigError
+from posec3d.zoo import list_models, read_label_map, resolve_model
+
+REPO = Path(__file__).resolve().parents[2]
+PENN = "datasets/penn_action/penn_action_train_gt13_2d.pkl"
+
+
+def _load_make_splits():
+    spec = importlib.util.spec_from_file_location("make_splits", REPO / "configs/penn_action/make_splits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def penn(data_dir):
+    with open(data_dir / PENN, "rb") as f:
+        return pickle.load(f)
+
+
+@pytest.fixture(scope="module")
+def penn_val_part(penn):
+    """The stratified validation part of make_splits.py (seed 0, 15 %), as annotations."""
+    ms = _load_make_splits()
+    ids = [a["frame_dir"] for a in penn["annotations"]]
+    _, val = ms.stratified_split(ids, [a["label"] for a in penn["annotations"]], 0.15, 0)
+    val = set(val)
+    return [a for a in penn["annotations"] if a["frame_dir"] in val]
+
+
+@pytest.fixture(scope="module")
+def fast_recognizer():
+    # One clip, no flip view: enough to check the weights, 20x cheaper than the shipped test views.
+    return ActionRecognizer.from_bundled("penn-action", num_clips=1, flip=False)
+
+
+def test_resolve_unknown_name_lists_bundled_models():
+    with pytest.raises(ConfigError, match="penn-action"):
+        resolve_model("no-such-model")
+
+
+def test_penn_action_is_bundled_complete_and_small(data_dir):
+    names = [m.name for m in list_models()]
+    assert "penn-action" in names
+    m = resolve_model("penn-action")
+    assert resolve_model(None) == m  # the default model
+    for path in (m.config, m.checkpoint, m.label_map):
+        assert path.is_file() and path.is_relative_to(REPO / "posec3d/zoo")
+    assert m.checkpoint.stat().st_size < 10 * 2**20
+    ckpt = torch.load(m.checkpoint, map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"state_dict", "meta"}  # weights only: no optimizer state
+    floats = {v.dtype for v in ckpt["state_dict"].values() if v.is_floating_point()}
+    assert floats <= {torch.float32, torch.float16}
+    assert ckpt["state_dict"]["cls_head.fc_cls.weight"].shape == (15, 216)
+    shared_names = (data_dir / "datasets/penn_action/label_map_penn_action.txt").read_text().split()
+    assert m.labels() == shared_names == read_label_map(m.label_map)
+
+
+def test_models_command_lists_penn_action():
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.output)["models"]}
+    assert rows["penn-action"]["classes"] == 15
+    assert rows["penn-action"]["ready"] is True
+    assert 0 < rows["penn-action"]["checkpoint_mb"] < 10
+
+
+def test_bundled_model_classifies_held_out_penn_clips(fast_recognizer, penn_val_part):
+    """Ground-truth Penn clips (13 joints, mapped inside the pipeline) of the validation part."""
+    hits = [int(np.argmax(fast_recognizer.scores(a))) == a["label"] for a in penn_val_part]
+    assert len(hits) == 188
+    assert np.mean(hits) >= 0.90
+
+
+def test_bundled_model_on_real_mediapipe_poses(fast_recognizer, data_dir):
+    """MediaPipe COCO-17 poses of the Kinetics clean-and-jerk clip (17 joints; eyes/ears dropped)."""
+    with open(data_dir / "skeleton/k400_mediapipe_coco17_samples.pkl", "rb") as f:
+        samples = {a["frame_dir"]: a for a in pickle.load(f)["annotations"]}
+    top = fast_recognizer.predict(samples["stgcn_clean_and_jerk"], topk=3)
+    assert top[0].label == "clean_and_jerk"
+    assert top[0].score > top[1].score
+
+
+def test_stratified_split_keeps_every_class_in_proportion(penn):
+    ms = _load_make_splits()
+    ids = [a["frame_dir"] for a in penn["annotations"]]
+    labels = [a["label"] for a in penn["annotations"]]
+    train, val = ms.stratified_split(ids, labels, 0.15, 0)
+    assert set(train).isdisjoint(val) and set(train) | set(val) == set(ids)
+    by_id = dict(zip(ids, labels))
+    total, held = Counter(labels), Counter(by_id[i] for i in val)
+    for c, n in total.items():
+        assert held[c] == max(1, round(n * 0.15))  # e.g. 43 clean_and_jerk clips -> 6
+    assert ms.stratified_split(ids, labels, 0.15, 0) == (train, val)  # seeded
+
+
+def test_pose_noise_keeps_missing_joints_and_drops_at_the_set_rates():
+    np.random.seed(0)
+    kp = np.full((1, 400, 17, 2), 30.0, np.float32)
+    kp[:, :, 1:5] = 0  # absent face points must stay absent (zero = missing)
+    score = np.ones((1, 400, 17), np.float32)
+    out = PoseNoise(jitter=0.02, score_range=(0.5, 1.0), joint_drop=0.1, frame_drop=0.2)(
+        {"keypoint": kp.copy(), "keypoint_score": score.copy(), "img_shape": (50, 64)})
+    assert (out["keypoint"][:, :, 1:5] == 0).all()
+    moved = out["keypoint"][:, :, [0] + list(range(5, 17))] - 30.0
+    assert abs(moved.std() - 0.02 * 64) < 0.05  # jitter std = 2 % of the longer side (1.28 px)
+    s = out["keypoint_score"]
+    frame_dropped = (s == 0).all(axis=-1)
+    assert abs(frame_dropped.mean() - 0.2) < 0.06
+    kept = s[~frame_dropped]
+    assert abs((kept == 0).mean() - 0.1) < 0.03
+    assert kept[kept > 0].min() >= 0.5 and kept.max() <= 1.0
+
+
+def test_test_command_evaluates_the_bundled_model_on_a_penn_pickle(tmp_path, penn_val_part):
+    """The independent evaluation's command, on a Penn-format pickle with a 'test' split."""
+    subset = penn_val_part[::6]
+    ann = tmp_path / "penn_test.pkl"
+    with open(ann, "wb") as f:
+        pickle.dump({"split": {"test": [a["frame_dir"] for a in subset]}, "annotations": subset}, f)
+    metrics = tmp_path / "m.json"
+    result = CliRunner().invoke(app, ["test", "--model", "penn-action", "--ann-file", str(ann), "--split", "test",
+                                      "--num-clips", "1", "--no-flip", "--json", str(metrics)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(metrics.read_text())
+    assert doc["num_samples"] == len(subset)
+    assert doc["top1"] >= 0.85 and doc["top5"] >= doc["top1"]
