@@ -9,6 +9,7 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from posec3d.apps.cli import app
@@ -23,6 +24,15 @@ from posec3d.engine.inference import (
 )
 
 NTU60_M_CONFIG = "configs/compat/slowonly_r50_8xb16-u48-240e_ntu60-xsub-keypoint.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Small 3D convs gain nothing from a second thread, and on a busy machine its spinning costs 5x.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _video_info(path):
