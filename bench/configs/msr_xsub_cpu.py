@@ -1,13 +1,13 @@
 # MSR Action3D cross-subject, sized for a shared 2-core CPU (bench figure, not a zoo recipe):
-# the repo's X3D-shallow MSR config with 12-frame 24x24 heatmaps, deterministic (test-mode) frame
+# the repo's X3D-shallow MSR config with 8-frame 24x24 heatmaps, deterministic (test-mode) frame
 # sampling plus random flips for training (random crops need far more epochs at this size),
-# batch 16, lr 0.1 cosine, 20 epochs; test 10 clips x flip.
+# batch 16, lr 0.1 cosine, 15 epochs; test 10 clips x flip.
 _base_ = '../../configs/msr_action3d/x3d_shallow_xsub.py'
 to_coco17 = [19, -1, -1, -1, -1, 0, 1, 7, 8, 9, 10, 4, 5, 13, 14, 15, 16]
 face_points = [1, 2, 3, 4]
 left_kp = [1, 3, 5, 7, 9, 11, 13, 15]
 right_kp = [2, 4, 6, 8, 10, 12, 14, 16]
-clip_len = 12
+clip_len = 8
 size = 24
 
 
@@ -37,5 +37,5 @@ data = dict(
     val=dict(pipeline=_pipeline(1)),
     test=dict(pipeline=_pipeline(10, double=True)))
 optimizer = dict(lr=0.1)
-total_epochs = 20
+total_epochs = 15
 work_dir = './work_dirs/bench/msr_xsub_cpu'
