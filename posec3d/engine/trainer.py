@@ -212,9 +212,11 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
             raise CheckpointError(f"{resume_path}: optimizer state does not fit this config ({e})") from None
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
-        if "rng" in state:
-            restore_rng(state["rng"])
         start_epoch, iteration = int(state["meta"]["epoch"]), int(state["meta"]["iter"])
+        if "rng" in state:
+            restore_rng(state["rng"])  # rank 0's states: the checkpoint holds one set
+        if dist.rank > 0:  # other ranks need dropout streams of their own again
+            torch.manual_seed(seed + dist.rank + 7919 * start_epoch)
         best = state["meta"].get("best")
         say(f"resumed from {resume_path} at epoch {start_epoch}, iteration {iteration}")
     else:
