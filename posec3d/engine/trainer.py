@@ -13,7 +13,6 @@ restored from the end of the last finished epoch (a run killed mid-epoch replays
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import time

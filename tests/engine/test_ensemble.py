@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from posec3d.engine.ensemble import ensemble, load_scores
 from posec3d.errors import AnnotationError, ConfigError
