@@ -293,3 +293,16 @@ def test_class_prob_reaches_the_sampler(tiny_ann):
     base = np.bincount(labels, minlength=20)
     assert counts[0] == 3 * 2 * base[0] and (counts[1:] == 2 * base[1:]).all()
     assert len(order) == len(loader.sampler)
+
+
+def test_cli_test_with_a_bundled_model(data_dir, tmp_path):
+    """`posec3d test --model penn-action` finds the bundled config, checkpoint and classes."""
+    raw = load_annotation_file(data_dir / "datasets" / "penn_action" / "penn_action_train_gt13_2d.pkl")
+    ids = raw["split"]["train"][::60]  # 21 real clips of all 15 classes
+    annos = [a for a in raw["annotations"] if a["frame_dir"] in set(ids)]
+    save_annotations(tmp_path / "penn_sub.pkl", annos, split={"sub": ids})
+    cli("test", "--model", "penn-action", "--ann-file", str(tmp_path / "penn_sub.pkl"), "--split", "sub",
+        "--num-clips", "1", "--no-flip", "--json", str(tmp_path / "m.json"))
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["num_samples"] == len(ids) == 21
+    assert m["top1"] > 0.5, m  # mostly clips the model was trained on; chance is 1/15
