@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import List, Optional
 
 import typer
@@ -10,7 +11,7 @@ import typer
 def ensemble(
     scores: List[str] = typer.Argument(..., help="Score dumps (pyskl list of arrays or mmaction2 list of dicts)."),
     weights: Optional[List[str]] = typer.Option(None, "--weights", help="One weight per score file (default 1 each): "
-                                                "repeat the flag or give '1,2'."),
+                                                "'--weights 1 2', '--weights 1,2' or the flag repeated."),
     ann_file: Optional[str] = typer.Option(None, "--ann-file", help="Annotation file giving the labels "
                                            "(optional when the dumps carry gt_label)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split of --ann-file the scores follow."),
@@ -23,6 +24,12 @@ def ensemble(
 
     from posec3d.errors import ConfigError
 
+    if weights:
+        # `--weights 1 1` (mmaction2's --coefficients style): typer takes one value per flag, so the
+        # later numbers arrive among the score files; numbers that are not files are weights.
+        extra = [s for s in scores if _is_number(s) and not os.path.exists(s)]
+        scores = [s for s in scores if s not in extra]
+        weights = [*weights, *extra]
     try:
         parsed = [float(w) for item in (weights or []) for w in item.replace(",", " ").split()]
     except ValueError:
@@ -34,6 +41,14 @@ def ensemble(
                f"mean_class {result['mean_class_accuracy']:.4f}  ({result['num_samples']} videos)")
     if json_out:
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def register(app: typer.Typer) -> None:

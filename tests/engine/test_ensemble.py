@@ -70,7 +70,7 @@ def test_errors_name_the_file(tmp_path, fusion_paths):
 
 def test_cli_json(tmp_path, fusion_paths):
     out = tmp_path / "fused.json"
-    r = subprocess.run([sys.executable, "-m", "posec3d", "ensemble", *fusion_paths, "--weights", "2,1",
+    r = subprocess.run([sys.executable, "-m", "posec3d", "ensemble", *fusion_paths, "--weights", "2", "1",
                         "--json", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     m = json.loads(out.read_text())
