@@ -23,8 +23,7 @@ LABEL_MAP = REPO.parent / "shared/data/datasets/penn_action/label_map_penn_actio
 CONFIG = HERE / "x3d_shallow_penn_action.py"
 CONFIG_HEADER = (
     "# The bundled penn-action model's config: the training run's resolved copy of\n"
-    "# configs/penn_action/x3d_shallow_penn_action.py (see that file for the reasoning).\n"
-    "import posec3d.engine.pose_noise  # noqa: F401 - registers PoseNoise, used by train_pipeline\n\n")
+    "# configs/penn_action/x3d_shallow_penn_action.py (see that file for the reasoning).\n\n")
 DESCRIPTION = ("X3D-shallow PoseC3D, 15 Penn Action classes, COCO-17 input (MediaPipe or Penn GT13 via "
                "MapJoints), 16 frames x 28x28 heatmaps")
 

@@ -8,7 +8,6 @@
 # The eyes and ears (COCO 1-4) do not exist in Penn, so they are dropped for every input,
 # MediaPipe's included: training and inference then see the same 13 points.
 #
-import posec3d.engine.pose_noise  # noqa: F401,E402 - registers PoseNoise (like mmcv custom_imports)
 
 # Training data: `python configs/penn_action/make_splits.py` writes the split file below
 # (train = official training split; train_part / val_part = a stratified 85/15 carve-out).

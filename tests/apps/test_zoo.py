@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from posec3d.apps.cli import app
 from posec3d.engine.inference import ActionRecognizer
-from posec3d.engine.pose_noise import PoseNoise
+from posec3d.data.transforms import PoseNoise
 from posec3d.errors import ConfigError
 from posec3d.zoo import list_models, read_label_map, resolve_model
 

@@ -8,9 +8,10 @@ from posec3d.data.transforms.geometry import CenterCrop, Flip, PoseCompact, Rand
 from posec3d.data.transforms.targets import GeneratePoseTarget
 from posec3d.data.transforms.formatting import Collect, FormatShape, PackActionInputs, PackPoses, ToTensor
 from posec3d.data.transforms.joints import MapJoints
+from posec3d.data.transforms.noise import PoseNoise
 
 __all__ = [
     "UniformSampleFrames", "PoseDecode", "DecompressPose", "PoseCompact", "Resize",
     "RandomResizedCrop", "CenterCrop", "Flip", "GeneratePoseTarget", "FormatShape", "Collect",
-    "ToTensor", "PackActionInputs", "PackPoses", "MapJoints",
+    "ToTensor", "PackActionInputs", "PackPoses", "MapJoints", "PoseNoise",
 ]

@@ -1,6 +1,5 @@
 # The bundled penn-action model's config: the training run's resolved copy of
 # configs/penn_action/x3d_shallow_penn_action.py (see that file for the reasoning).
-import posec3d.engine.pose_noise  # noqa: F401 - registers PoseNoise, used by train_pipeline
 
 penn_to_coco17 = [0, -1, -1, -1, -1, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]
 face_points = [1, 2, 3, 4]

@@ -3,8 +3,7 @@
 The bundled Penn Action model trains on annotated joints but classifies MediaPipe poses, which
 jitter from frame to frame, carry soft visibility scores instead of 0/1 and miss joints or whole
 frames. This train-time transform adds those three kinds of noise. Registered in
-``posec3d.registry.TRANSFORMS``; a config that uses it imports this module first
-(``import posec3d.engine.pose_noise``), like mmcv's ``custom_imports``.
+``posec3d.registry.TRANSFORMS`` with the other transforms.
 """
 from __future__ import annotations
 
