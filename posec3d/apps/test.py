@@ -25,8 +25,14 @@ def test(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Videos per batch (default: the config's)."),
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="Override config keys: key=value."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads per process "
+                                          "(default: torch's; 1 is often fastest on a busy shared CPU)."),
 ) -> None:
     """Test a model: top-1, top-5 and mean class accuracy over the test split."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from posec3d.apps.progress import progress_bar
     from posec3d.apps.train import split_extra
     from posec3d.engine import distributed as D

@@ -26,8 +26,14 @@ def train(
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", help="Override config keys: "
                                                     "key=value (dotted keys, lists, tuples, bools); repeatable."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads per process "
+                                          "(default: torch's; 1 is often fastest on a busy shared CPU)."),
 ) -> None:
     """Train a PoseC3D model; writes checkpoints, metrics.jsonl, curves.png and confusion_matrix.png."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from posec3d.apps.progress import progress_bar
     from posec3d.engine import distributed as D
     from posec3d.engine.config import load_config

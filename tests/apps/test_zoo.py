@@ -149,9 +149,14 @@ def test_test_command_evaluates_the_bundled_model_on_a_penn_pickle(tmp_path, pen
     with open(ann, "wb") as f:
         pickle.dump({"split": {"test": [a["frame_dir"] for a in subset]}, "annotations": subset}, f)
     metrics = tmp_path / "m.json"
-    result = CliRunner().invoke(app, ["test", "--model", "penn-action", "--ann-file", str(ann), "--split", "test",
-                                      "--num-clips", "1", "--no-flip", "--json", str(metrics)])
-    assert result.exit_code == 0, result.output
+    threads_before = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(app, ["test", "--model", "penn-action", "--ann-file", str(ann), "--split", "test",
+                                          "--num-clips", "1", "--no-flip", "--json", str(metrics), "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1  # --threads reached torch (the runner works in-process)
+    finally:
+        torch.set_num_threads(threads_before)
     doc = json.loads(metrics.read_text())
     assert doc["num_samples"] == len(subset)
     assert doc["top1"] >= 0.85 and doc["top5"] >= doc["top1"]
