@@ -80,11 +80,11 @@ data = dict(
         dataset=dict(type=dataset_type, ann_file=ann_file, split='train_part', pipeline=train_pipeline)),
     val=dict(type=dataset_type, ann_file=ann_file, split='val_part', pipeline=val_pipeline),
     test=dict(type=dataset_type, ann_file=ann_file, split='val_part', pipeline=test_pipeline))
-# SGD as in pyskl; a short CPU schedule (12 passes, batch 8), so a higher lr than linear scaling gives.
+# SGD as in pyskl; a short CPU schedule (20 passes, batch 8), so a higher lr than linear scaling gives.
 optimizer = dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=0.0003)
 optimizer_config = dict(grad_clip=dict(max_norm=40, norm_type=2))
 lr_config = dict(policy='CosineAnnealing', by_epoch=False, min_lr=0)
-total_epochs = 12
+total_epochs = 20
 checkpoint_config = dict(interval=1)
 evaluation = dict(interval=1, metrics=['top_k_accuracy', 'mean_class_accuracy'])
 log_config = dict(interval=10, hooks=[dict(type='TextLoggerHook')])
