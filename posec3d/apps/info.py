@@ -30,10 +30,9 @@ def info(
     summary = summarize(ann_file, split)
     names: list[str] = []
     if label_map is not None:
-        try:
-            names = [line.strip() for line in label_map.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except OSError as e:
-            raise AnnotationError(f"{label_map}: cannot read the label map ({e.strerror or e})") from None
+        from posec3d.data.label_map import read_label_map
+
+        names = read_label_map(label_map)
         missing = [k for k in summary["class_counts"] if int(k) >= len(names)]
         if missing:
             raise AnnotationError(f"{label_map}: {len(names)} class names, but {ann_file} uses label {missing[-1]}")

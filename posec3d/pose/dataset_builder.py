@@ -20,6 +20,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
+from posec3d.data.label_map import label_indices, read_label_map
 from posec3d.errors import AnnotationError, PoseC3DError
 from posec3d.files import atomic_write, atomic_write_text
 from posec3d.pose.extract import DEFAULT_SHORT_SIDE
@@ -51,20 +52,6 @@ class BuildReport:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
-
-
-def read_label_map(path: str | os.PathLike) -> dict[str, int]:
-    """Class name -> index from a label map (line i is label i)."""
-    path = Path(path)
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except OSError as e:
-        raise AnnotationError(f"{path}: cannot read the label map ({e.strerror})") from None
-    mapping: dict[str, int] = {}
-    for i, name in enumerate(names):
-        if name:
-            mapping.setdefault(name, i)
-    return mapping
 
 
 def parse_video_list(path: str | os.PathLike, label_map: dict[str, int] | None = None) -> list[VideoItem]:
@@ -234,7 +221,7 @@ def build_dataset(lists: list[str | os.PathLike], out: str | os.PathLike, *, spl
                               f"{len(lists)} video lists: give one name per list")
     if len(set(split_names)) != len(split_names):
         raise AnnotationError(f"split names must differ, got {', '.join(split_names)}")
-    names = read_label_map(label_map) if label_map is not None else None
+    names = label_indices(read_label_map(label_map)) if label_map is not None else None
     per_split = [parse_video_list(p, names) for p in lists]
     for model, what in ((pose_model, "pose model"), (det_model, "detector model")):
         if model is not None and not Path(model).is_file():  # else every worker would die at start-up

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from posec3d.data.label_map import read_label_map  # re-exported: callers use posec3d.zoo.read_label_map
 from posec3d.errors import CheckpointError, ConfigError
 
 ZOO_DIR = Path(__file__).resolve().parent
@@ -33,21 +34,6 @@ class BundledModel:
     def labels(self) -> list[str]:
         """Class names, line i = label i."""
         return read_label_map(self.label_map)
-
-
-def read_label_map(path: str | Path) -> list[str]:
-    """One class name per line; blank trailing lines are ignored."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read label map ({e.strerror or e})") from None
-    names = [line.strip() for line in lines]
-    while names and not names[-1]:
-        names.pop()
-    if not names:
-        raise ConfigError(f"{path}: label map is empty")
-    return names
 
 
 def _load_manifest(folder: Path) -> BundledModel:

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from posec3d.apps.cli import app
 from posec3d.data.annotations import load_annotations
 from posec3d.errors import AnnotationError
-from posec3d.pose.dataset_builder import build_dataset, parse_video_list, read_label_map
+from posec3d.data.label_map import label_indices, read_label_map
+from posec3d.pose.dataset_builder import build_dataset, parse_video_list
 
 VIDEOS = {  # every real clip in shared/data/videos, with its size (H, W)
     "ntu/S001C001P001R001A001_rgb.avi": (1080, 1920), "ntu/ntu_sample.avi": (1080, 1920),
@@ -23,7 +24,7 @@ VIDEOS = {  # every real clip in shared/data/videos, with its size (H, W)
 
 
 def test_parse_list_paths_labels_and_errors(tmp_path, data_dir):
-    label_map = read_label_map(data_dir / "label_maps/label_map_ntu60.txt")
+    label_map = label_indices(read_label_map(data_dir / "label_maps/label_map_ntu60.txt"))
     assert label_map["drink water"] == 0 and label_map["hugging other person"] == 54
     (tmp_path / "clips").mkdir()
     good = tmp_path / "clips" / "list.txt"
