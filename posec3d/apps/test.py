@@ -42,8 +42,10 @@ def test(
     from posec3d.errors import ConfigError
     from posec3d.files import atomic_write_text
 
-    if model and checkpoint is None and config is not None and "=" in config:
-        extra, config = [config, *(extra or [])], None  # `--model NAME --cfg-options a=1 b=2`
+    if model and config is not None and "=" in config:  # `--model NAME --cfg-options a=1 b=2`: KEY=VALUEs
+        moved = [config] + ([checkpoint] if checkpoint is not None and "=" in checkpoint else [])
+        extra, config = [*moved, *(extra or [])], None
+        checkpoint = None if len(moved) == 2 else checkpoint
     if model:
         if config or checkpoint:
             raise ConfigError("give either --model NAME or CONFIG CHECKPOINT, not both")

@@ -39,7 +39,10 @@ def train(
     from posec3d.apps.progress import progress_bar
     from posec3d.engine import distributed as D
     from posec3d.engine.config import load_config
+    from posec3d.engine.config import load_from as config_load_from
+    from posec3d.engine.config import resume_from as config_resume_from
     from posec3d.engine.trainer import train as run
+    from posec3d.zoo import weights_path
 
     from posec3d.errors import ConfigError
 
@@ -51,11 +54,11 @@ def train(
         config, resume_checkpoint = resume_checkpoint, config  # `train --resume CKPT CONFIG`
     if resume_checkpoint and not resume:
         raise ConfigError(f"unexpected argument {resume_checkpoint!r} (did you mean --resume {resume_checkpoint}?)")
-    if load_from:
-        from posec3d.zoo import weights_path
-
-        load_from = weights_path(load_from)
     cfg = load_config(config, options)
+    if not resume and not config_resume_from(cfg):
+        load_from = load_from or config_load_from(cfg)
+        if load_from:  # a model name, a released URL or a file (SPEC §3.2's load_from URLs resolve)
+            load_from = weights_path(load_from)
     is_main = int(os.environ.get("RANK", "0")) == 0
     resume_arg = (resume_checkpoint or True) if resume else None
     try:

@@ -108,7 +108,7 @@ def download(
     """Download released checkpoints: resumable, sha256-checked, renamed into place when complete."""
     from posec3d.apps.progress import progress_bar
     from posec3d.errors import ConfigError
-    from posec3d.zoo.catalogue import find_released
+    from posec3d.zoo.catalogue import checkpoint_dir, find_released
     from posec3d.zoo.download import download as fetch
 
     entries = []
@@ -118,8 +118,11 @@ def download(
             raise ConfigError(f"unknown released model {name!r}; `posec3d models` lists them")
         entries.append(entry)
     for entry in entries:
-        with progress_bar(None, entry.name) as update:
-            done = fetch(entry, dest, progress=update)
+        if ((dest or checkpoint_dir()) / entry.file).is_file():
+            done = fetch(entry, dest)  # only re-checked: no bar
+        else:
+            with progress_bar(None, entry.name) as update:
+                done = fetch(entry, dest, progress=update)
         if done.already:
             typer.echo(f"{entry.name}: already downloaded, {done.path} ({done.checked} ok)")
             continue

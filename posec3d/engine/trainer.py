@@ -46,14 +46,15 @@ def load_pretrained(model: nn.Module, path: str) -> None:
     from posec3d.models.checkpoint import load_state, read_checkpoint
 
     state = read_checkpoint(path)["state_dict"]
-    report = load_state(model, state, strict=False, source=f"checkpoint {path}")
-    backbone = [k for k in model.state_dict() if k.startswith("backbone.")]
-    missed = set(report["missing"]) | {m.split(":")[0] for m in report["mismatched"]}
-    if backbone and all(k in missed for k in backbone):
-        theirs = sum(k.startswith("backbone.") for k in state)
+    own = model.state_dict()
+    # Weights only: BN's num_batches_tracked is a scalar in every architecture and always "fits".
+    backbone = [k for k, v in own.items() if k.startswith("backbone.") and v.is_floating_point()]
+    if backbone and not any(k in state and state[k].shape == own[k].shape for k in backbone):
+        theirs = sum(k.startswith("backbone.") and v.is_floating_point() for k, v in state.items())
         raise CheckpointError(f"checkpoint {path}: none of its {theirs} backbone tensors fit the model the config "
                               f"builds ({model.backbone.__class__.__name__}, {len(backbone)} backbone tensors); "
                               "fine-tune with the backbone it was trained with")
+    load_state(model, state, strict=False, source=f"checkpoint {path}")
 
 
 @dataclass

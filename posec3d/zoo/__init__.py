@@ -117,11 +117,34 @@ def describe(entry: ReleasedModel) -> str:
 
 
 def weights_path(name_or_path: str) -> str:
-    """A checkpoint path for ``train --load-from``: an existing file as is, else a model name
-    (bundled, or released and downloaded) resolved to its checkpoint."""
+    """A checkpoint path for fine-tuning (``train --load-from``, a config's ``load_from``).
+
+    An existing file is used as is; a model name (bundled, or released and downloaded) gives its
+    checkpoint; so does a released checkpoint's URL or, for OpenMMLab's hashed file names, a path
+    ending in that file name (e.g. ``checkpoints/k400_posec3d-041f49c6.pth``) once downloaded.
+    """
     if Path(name_or_path).is_file():
         return name_or_path
     if name_or_path in {m.name for m in list_models()} or find_released(name_or_path) is not None:
         return str(resolve_model(name_or_path).checkpoint)
+    entry = _released_by_location(name_or_path)
+    if entry is not None:
+        path = local_checkpoint(entry)
+        if not path.is_file():
+            raise CheckpointError(f"{name_or_path}: that is the released model {entry.name!r}, which is not "
+                                  f"downloaded; run: posec3d download {entry.name}")
+        return str(path)
     raise CheckpointError(f"{name_or_path}: no such checkpoint file and no model of that name "
                           "(`posec3d models` lists the names)")
+
+
+def _released_by_location(location: str) -> ReleasedModel | None:
+    def bare(url: str) -> str:
+        return url.split("://", 1)[-1]
+
+    for entry in released_models():
+        if entry.url and bare(entry.url) == bare(location):
+            return entry
+        if entry.sha256_prefix and Path(location).name == entry.file:  # the hash makes the name unique
+            return entry
+    return None
