@@ -358,6 +358,28 @@ def test_model_names_never_download(served, env, capsys, monkeypatch):
     assert code == 1 and err.strip().endswith("not downloaded; run: posec3d download k400-posec3d"), err
 
 
+def test_a_labs_own_folder_of_checkpoints(golden, tmp_path, monkeypatch):
+    """$POSEC3D_MODELS: entries relative to the JSON file, a checkpoint already on disk, no URL."""
+    lab = tmp_path / "lab"
+    (lab / "ckpt").mkdir(parents=True)
+    shutil.copy(golden / "models" / "x3d_shallow_ntu60_xsub_joint.pth", lab / "ckpt" / "x3d_e24.pth")
+    shutil.copy(REPO_ROOT / "configs/ntu60_xsub/x3d_shallow_joint.py", lab / "x3d.py")
+    (lab / "labels.txt").write_text("".join(f"action {i}\n" for i in range(60)))
+    (lab / "models.json").write_text(json.dumps({"models": [
+        {"name": "lab-x3d", "config": "x3d.py", "path": "ckpt/x3d_e24.pth", "file": "x3d_e24.pth",
+         "label_map": "labels.txt", "num_classes": 60, "top1": 91.0}]}))
+    monkeypatch.setenv("POSEC3D_MODELS", str(lab / "models.json"))
+    monkeypatch.setenv("POSEC3D_HOME", str(tmp_path / "home"))
+    m = resolve_model("lab-x3d")
+    assert (m.config, m.checkpoint, m.label_map) == (lab / "x3d.py", lab / "ckpt/x3d_e24.pth", lab / "labels.txt")
+    assert m.source == "user" and m.labels()[59] == "action 59"
+    row = {r["name"]: r for r in json.loads(_cli("models", "--json").output)["models"]}["lab-x3d"]
+    assert row["kind"] == "user" and row["downloaded"] and row["ready"]
+    (lab / "models.json").write_text('{"models": [{"name": "broken"}]}')
+    with pytest.raises(ConfigError, match=r"models.json: model entry 'broken' lacks config, file"):
+        resolve_model("lab-x3d")
+
+
 # ----------------------------------------------------------------------------------------------
 # Using the downloaded file
 
