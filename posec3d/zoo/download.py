@@ -123,6 +123,7 @@ def download(entry: ReleasedModel, dest_dir: str | Path | None = None, *,
     resumed_from = part.stat().st_size if part.is_file() else 0
     shown = 0  # bytes the progress bar has been told about
     cuts = 0
+    connected = False  # a response came this call: a later failure to reconnect is a cut, not "offline"
     total: Optional[int] = None
     while True:
         offset = part.stat().st_size if part.is_file() else 0
@@ -138,12 +139,13 @@ def download(entry: ReleasedModel, dest_dir: str | Path | None = None, *,
                                 f"fetch it by hand and save it as {final}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             reason = getattr(e, "reason", None) or e
-            if cuts < reconnects and shown:
+            if cuts < reconnects and connected:
                 cuts += 1
                 continue
             kept = f" ({offset} bytes kept in {part.name}; run the command again to resume)" if offset else ""
             raise DownloadError(f"cannot download {entry.name}: no connection to {entry.url} ({reason}); fetch it "
                                 f"by hand and save it as {final}{kept}") from None
+        connected = True
         with resp:
             if offset and resp.status != 206:  # the server ignores Range: start again
                 offset = 0

@@ -142,6 +142,7 @@ class _Server:
         self.root = root
         self.requests: list[tuple[str, str | None]] = []
         self.cut_next: set[str] = set()  # file names whose next response stops halfway
+        self.ignore_range = False  # answer 200 with the whole file, as servers without Range do
         handler = self._handler()
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -165,7 +166,7 @@ class _Server:
                 data = path.read_bytes()
                 start = 0
                 match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-                if match:
+                if match and not server.ignore_range:
                     start = int(match.group(1))
                     if start >= len(data):
                         self.send_response(416)
@@ -313,6 +314,20 @@ def test_a_partial_file_from_an_earlier_run_resumes(served, env):
     assert "resumed from byte 3000000" in result.output
     assert served["server"].requests == [(served["good"], "bytes=3000000-")]
     assert (env / served["good"]).read_bytes() == data
+
+
+def test_a_server_without_range_support_restarts_from_zero(served, env):
+    env.mkdir(parents=True)
+    data = served["src"].read_bytes()
+    (env / (served["good"] + ".part")).write_bytes(b"\0" * 1000)  # not even the right bytes
+    seen = []
+    served["server"].ignore_range = True
+    try:
+        done = download(find_released("golden-slowonly"), progress=lambda advance=0, **_: seen.append(advance))
+    finally:
+        served["server"].ignore_range = False
+    assert done.path.read_bytes() == data
+    assert sum(seen) == len(data)  # the bar counts the new bytes only
 
 
 def test_a_tampered_file_is_rejected_and_removed(served, env, capsys, monkeypatch):
