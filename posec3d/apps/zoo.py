@@ -92,7 +92,7 @@ def models(
                                                                    else "")
         check = f"sha256 {r['sha256_prefix']}" if r["sha256_prefix"] else (
             "sha256" if r["verified_by"] == "sha256" else "size + load")
-        table.add_row(r["name"], r["source"], top1, check, "yes" if r["downloaded"] else "no")
+        table.add_row(r["name"], r["source"], top1, check, r["path"] if r["downloaded"] else "no")
     console.print(table)
     console.print("OpenMMLab file names carry the first 8 hex digits of the file's sha256, which the download "
                   "checks; pyskl's files carry no hash, so they are checked by size and by loading them strictly "
