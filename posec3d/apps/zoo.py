@@ -85,8 +85,9 @@ def models(
     console.print(table)
     table = Table(title=f"Released models (posec3d download NAME; cache {checkpoint_dir()})")
     table.add_column("name", no_wrap=True)
-    for col in ("source", "top-1 %", "checked by", "downloaded"):
+    for col in ("source", "top-1 %", "checked by"):
         table.add_column(col)
+    table.add_column("downloaded", overflow="fold")
     for r in released:
         top1 = "-" if r["top1"] is None else f"{r['top1']:.1f}" + (" (mean-class)" if r["metric"] == "mean_class_top1"
                                                                    else "")
