@@ -454,13 +454,13 @@ def test_test_and_train_from_the_downloaded_checkpoint(served, env, golden, data
 
 
 def test_load_from_a_model_of_another_backbone_is_one_error(served, env, data_dir, tmp_path, capsys, monkeypatch):
-    """The custom template builds X3D-shallow: SlowOnly weights do not fit, which is an error
+    """The MSR Action3D config builds X3D-shallow: SlowOnly weights do not fit, which is an error
     rather than a warning followed by training from scratch."""
     assert _cli("download", "golden-slowonly").exit_code == 0
-    real = data_dir / "skeleton" / "ntu60_mediapipe_coco17_samples.pkl"
-    code, err = _main(capsys, monkeypatch, "train", "configs/custom/template.py", "--load-from", "golden-slowonly",
-                      "--work-dir", str(tmp_path / "w"), "--cfg-options", f"data.train.dataset.ann_file={real}",
-                      "data.train.dataset.split=xsub_val", "data.workers_per_gpu=0")
+    real = data_dir / "datasets" / "msr_action3d" / "msr_action3d_kinect20_proj2d.pkl"
+    code, err = _main(capsys, monkeypatch, "train", "configs/msr_action3d/x3d_shallow_xsub.py", "--load-from",
+                      "golden-slowonly", "--work-dir", str(tmp_path / "w"), "--cfg-options",
+                      f"data.train.dataset.ann_file={real}", "data.workers_per_gpu=0")
     assert code == 1
     assert "none of its 215 backbone tensors fit the model the config builds (X3D" in err, err
     assert not (tmp_path / "w" / "latest.pth").exists()
