@@ -106,7 +106,7 @@ class ActionRecognizer:
             from posec3d.zoo import read_label_map
 
             self.labels = read_label_map(label_map)
-            if len(self.labels) < self.num_classes:
+            if len(self.labels) != self.num_classes:  # longer is as wrong as shorter: names would shift
                 raise ConfigError(f"{label_map}: {len(self.labels)} class names for a model with "
                                   f"{self.num_classes} classes ({config})")
         else:
