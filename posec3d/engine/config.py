@@ -459,10 +459,17 @@ def total_epochs(cfg: Config) -> int:
         train_cfg = cfg.get("train_cfg") or {}
         if "max_epochs" not in train_cfg:
             raise ConfigError(f"{_where(cfg)}: missing key 'train_cfg.max_epochs'")
-        return int(train_cfg["max_epochs"])
+        return _at_least_one_epoch(cfg, "train_cfg.max_epochs", train_cfg["max_epochs"])
     if "total_epochs" not in cfg:
         raise ConfigError(f"{_where(cfg)}: missing key 'total_epochs'")
-    return int(cfg.total_epochs)
+    return _at_least_one_epoch(cfg, "total_epochs", cfg.total_epochs)
+
+
+def _at_least_one_epoch(cfg: Config, key: str, value: Any) -> int:
+    # 0 or -1 would train nothing and still report success.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise ConfigError(f"{_where(cfg)}: {key} must be a whole number of epochs, at least 1, got {str(value)[:40]}")
+    return int(value)
 
 
 def val_interval(cfg: Config) -> int:

@@ -92,6 +92,9 @@ class ActionRecognizer:
         self.cfg = load_config(config)
         model = build_model(model_cfg(self.cfg))
         load_checkpoint(model, checkpoint, strict=True)
+        from posec3d.engine.evaluation import require_finite_weights
+
+        require_finite_weights(model, checkpoint)
         model.eval()
         if fuse_bn:
             # BN folding + channels-last 3D: same outputs up to float rounding, ~1.7x faster on CPU.

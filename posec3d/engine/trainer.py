@@ -212,6 +212,9 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = int(state["meta"]["epoch"]), int(state["meta"]["iter"])
+        if not 0 <= start_epoch <= max_epochs:  # past the end it would print "done" having done nothing
+            raise CheckpointError(f"{resume_path}: the checkpoint is at epoch {start_epoch} but the config trains "
+                                  f"{max_epochs} epochs; nothing to resume (raise total_epochs to continue)")
         if "rng" in state:
             restore_rng(state["rng"])  # rank 0's states: the checkpoint holds one set
         if dist.rank > 0:  # other ranks need dropout streams of their own again
