@@ -619,6 +619,25 @@ def resume_from(cfg: Config) -> str | bool | None:
     return True if cfg.get("resume") is True else None
 
 
+def class_names(cfg: Config) -> list[str] | None:
+    """Class names from the config's ``label_map`` file (ours; ``train --label-map`` sets it), or None.
+
+    Checked against ``cls_head.num_classes`` so a wrong file fails before training, not in the
+    confusion matrix at its end.
+    """
+    path = cfg.get("label_map")
+    if not path:
+        return None
+    from posec3d.data.label_map import read_label_map
+
+    names = read_label_map(path)
+    head = (cfg.get("model") or {}).get("cls_head") or {}
+    if head.get("num_classes") is not None and len(names) != int(head["num_classes"]):
+        raise ConfigError(f"{path}: {len(names)} class names for the {int(head['num_classes'])} classes of "
+                          f"{_where(cfg)}")
+    return names
+
+
 def heatmap_on(cfg: Config) -> str:
     """Where heatmaps are drawn: 'loader' (numpy, per sample) or 'batch' (torch, per batch)."""
     value = cfg.get("heatmap_on", "loader")

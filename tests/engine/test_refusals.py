@@ -125,3 +125,49 @@ def test_ensemble_refuses_labels_outside_the_scores(tmp_path):
     path.write_bytes(__import__("pickle").dumps(items))
     with pytest.raises(AnnotationError, match=r"label 4 of item 2"):
         ensemble([str(path)])
+
+
+# ----------------------------------------------------------------------------------------------
+# training figures: class names and an evenly sampled loss curve
+
+
+def test_loss_curve_is_binned_evenly_and_weighted_by_iterations():
+    from posec3d.engine.plots import even_loss_curve
+
+    per_iter = np.arange(1, 217, dtype=np.float64) ** 0.5  # a known loss for iterations 1..216
+    # what the trainer logs with log_interval 20 and 108 iterations per epoch: ends 20..100, 108, 120..
+    ends = sorted(set(list(range(20, 217, 20)) + [108, 216]))
+    records, start = [], 0
+    for end in ends:
+        records.append({"mode": "train", "iter": end, "loss": per_iter[start:end].mean()})
+        start = end
+    x, y = even_loss_curve(records)
+    assert np.allclose(np.diff(x[:-1]), 20)  # even steps (the last bin ends at the last iteration)
+    expected = [per_iter[max(0, e - 20):e].mean() for e in range(20, 217, 20)] + [per_iter[200:216].mean()]
+    np.testing.assert_allclose(y, expected)
+    np.testing.assert_allclose(x, list(range(20, 217, 20)) + [216])
+
+
+def test_train_label_map_names_the_confusion_matrix(msr, tmp_path, monkeypatch):
+    from posec3d.engine import plots
+
+    names = [f"action_{i}" for i in range(20)]
+    label_map = tmp_path / "names.txt"
+    label_map.write_text("\n".join(names) + "\n")
+    seen = {}
+    real = plots.plot_confusion
+
+    def spy(cm, path, class_names=None, title=""):
+        seen["names"] = class_names
+        return real(cm, path, class_names, title)
+
+    monkeypatch.setattr(plots, "plot_confusion", spy)
+    cfg = load(msr["ann"], "data.val.split=xsub_test", f"label_map={label_map}")
+    train(cfg, tmp_path / "run", seed=0, validate=True)
+    assert seen["names"] == names and (tmp_path / "run" / "confusion_matrix.png").is_file()
+    assert "label_map" in (tmp_path / "run" / "config.py").read_text()
+    short = tmp_path / "short.txt"
+    short.write_text("a\nb\n")
+    with pytest.raises(ConfigError, match=r"short.txt: 2 class names for the 20 classes"):
+        train(load(msr["ann"], f"label_map={short}"), tmp_path / "bad", seed=0)
+    assert not (tmp_path / "bad" / "latest.pth").exists()
