@@ -258,6 +258,9 @@ def demo_folder(
     videos = find_videos(video_dir)
     if not videos:
         raise ConfigError(f"{video_dir}: no videos found (extensions: {' '.join(VIDEO_EXTENSIONS)})")
+    from posec3d.files import check_writable
+
+    check_writable(out_dir, folders=True)
     recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
     truth = read_truth(annotations, video_dir, recognizer.labels) if annotations else {}
     settings = {"model": model, "config": str(config and config.resolve()),

@@ -213,7 +213,10 @@ def vis(
     from posec3d.data.annotations import load_annotations
     from posec3d.zoo import read_label_map
 
+    from posec3d.files import check_writable
+
     samples = load_annotations(ann_file, split=split)
+    check_writable(out_dir, folders=True)
     if limit is not None:
         samples = samples[:limit]
     if not samples:
