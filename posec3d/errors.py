@@ -27,3 +27,7 @@ class ConfigError(PoseC3DError):
 
 class CheckpointError(PoseC3DError):
     """A checkpoint that cannot be read, is unsafe, or does not fit the model."""
+
+
+class DownloadError(PoseC3DError):
+    """A download that could not be completed (no network, HTTP error, interrupted too often)."""

@@ -144,6 +144,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
             os.close(dir_fd)
 
 
+def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Move a finished file written elsewhere under a temporary name (e.g. a resumable
+    download's ``.part``) into place: fsync it, rename it over ``path``, fsync the folder."""
+    tmp, path = Path(tmp), Path(path)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_write(path, "wb") as f:
         f.write(data)

@@ -46,7 +46,8 @@ class VideoResult:
 
 def load_recognizer(model: Optional[str], config: Optional[Path], checkpoint: Optional[Path],
                     label_map: Optional[Path], **kwargs):
-    """A bundled model (``--model``), a config + checkpoint pair, or the default bundled model."""
+    """A model by name (``--model``: bundled, or released and downloaded), a config + checkpoint
+    pair, or the default bundled model."""
     from posec3d.engine.inference import ActionRecognizer
 
     if model is not None and (config or checkpoint):
@@ -197,8 +198,8 @@ def write_json(path: Path, doc: dict) -> None:
 def demo(
     video: Path = typer.Argument(..., help="Input video (anything PyAV/ffmpeg reads)."),
     out: Path = typer.Option(..., "-o", "--out", help="Annotated output video (.mp4)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Bundled model name (see `posec3d models`); "
-                                        "default: penn-action."),
+    model: Optional[str] = typer.Option(None, "--model", help="A model name from `posec3d models`: "
+                                        "bundled, or released and downloaded; default: penn-action."),
     config: Optional[Path] = typer.Option(None, "--config", help="Config file (pyskl / mmaction2 / posec3d)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint matching --config."),
     label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line."),

@@ -239,7 +239,7 @@ def demo_folder(
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (videos, CSV, Excel report, cache)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="'video_path label' lines "
                                                "(label: class index or name) for accuracy figures."),
-    model: Optional[str] = typer.Option(None, "--model", help="Bundled model name (default: penn-action)."),
+    model: Optional[str] = typer.Option(None, "--model", help="A model name from `posec3d models`: bundled, or released and downloaded (default: penn-action)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Config file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint matching --config."),
     label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line."),

@@ -40,6 +40,23 @@ class TrainingDiverged(PoseC3DError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def load_pretrained(model: nn.Module, path: str) -> None:
+    """Fine-tuning weights, loaded non-strictly; a file none of whose backbone tensors fit the
+    model (another architecture) is an error, not a warning that training from scratch follows."""
+    from posec3d.models.checkpoint import load_state, read_checkpoint
+
+    state = read_checkpoint(path)["state_dict"]
+    own = model.state_dict()
+    # Weights only: BN's num_batches_tracked is a scalar in every architecture and always "fits".
+    backbone = [k for k, v in own.items() if k.startswith("backbone.") and v.is_floating_point()]
+    if backbone and not any(k in state and state[k].shape == own[k].shape for k in backbone):
+        theirs = sum(k.startswith("backbone.") and v.is_floating_point() for k, v in state.items())
+        raise CheckpointError(f"checkpoint {path}: none of its {theirs} backbone tensors fit the model the config "
+                              f"builds ({model.backbone.__class__.__name__}, {len(backbone)} backbone tensors); "
+                              "fine-tune with the backbone it was trained with")
+    load_state(model, state, strict=False, source=f"checkpoint {path}")
+
+
 @dataclass
 class TrainResult:
     work_dir: Path
@@ -184,7 +201,6 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
 
     # ---- model and optimizer ------------------------------------------------------------------
     from posec3d.models import build_model
-    from posec3d.models.checkpoint import load_checkpoint
 
     model = build_model(C.model_cfg(cfg)).to(dist.device)
     if cfg.get("sync_bn") and dist.distributed:
@@ -225,7 +241,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
     else:
         load_from = load_from or C.load_from(cfg)
         if load_from:
-            load_checkpoint(model, load_from, strict=False)  # a classifier of another size is skipped
+            load_pretrained(model, load_from)  # a classifier of another size is skipped
             say(f"loaded weights from {load_from} (fine-tuning)")
     del state
 
