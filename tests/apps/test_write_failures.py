@@ -75,7 +75,44 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, data_dir) -> dict:
+def catalogue(tmp_path_factory):
+    """`posec3d download`'s source: a loopback HTTP server and a user catalogue naming one file."""
+    import hashlib
+    import http.server
+    import json
+    import threading
+
+    root = tmp_path_factory.mktemp("served")
+    data = bytes(range(256)) * 1024  # 256 KiB
+    name = f"tiny-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    (root / name).write_bytes(data)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def log_message(self, *args):
+            pass
+
+        def handle(self):
+            try:
+                super().handle()
+            except OSError:  # the client stopped reading (its disk was full): not the server's problem
+                pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    (root / "models.json").write_text(json.dumps({"models": [dict(
+        name="tiny-download", config=str(MSR_CONFIG), file=name, sha256_prefix=name[5:13],
+        url=f"http://127.0.0.1:{httpd.server_address[1]}/{name}")]}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSEC3D_MODELS", str(root / "models.json"))
+        yield root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, data_dir, catalogue) -> dict:
     """Small real inputs for every writer, on a normal disk."""
     from posec3d.engine import config as C
     from posec3d.models import build_model
@@ -134,6 +171,7 @@ WRITERS = {
     "vis": (["vis", "{ann}", "-o", "{D}/vis", "--limit", "1"], ["vis/old.mp4"], 0, False),
     "ensemble --json": (["ensemble", "{fusion0}", "{fusion1}", "--json", "{D}/fused.json"], ["fused.json"], 0, False),
     "convert ntu-skeleton": (["convert", "ntu-skeleton", "{skeletons}", "-o", "{D}/ntu.pkl"], ["ntu.pkl"], 0, False),
+    "download": (["download", "tiny-download", "--dir", "{D}/models"], ["models/old.pth"], 0, False),
     "export-onnx": (["export-onnx", str(MSR_CONFIG), "{ckpt}", "-o", "{D}/model.onnx", "--clip-len", "8",
                      "--size", "24"], ["model.onnx"], 0, True),
 }
