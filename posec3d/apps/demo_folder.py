@@ -19,7 +19,7 @@ from typing import Optional
 
 import typer
 
-from posec3d.errors import AnnotationError, ConfigError, PoseC3DError
+from posec3d.errors import AnnotationError, ConfigError, OutputError, PoseC3DError
 from posec3d.files import atomic_write, atomic_write_text
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
@@ -124,6 +124,8 @@ def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, tru
                 row["output"] = out_video.relative_to(out_dir).as_posix()
                 row["predictions"] = [{"label": p.label, "score": round(p.score, 6)} for p in result.predictions]
                 row["num_frames"] = int(annotation["total_frames"])
+            except OutputError:  # a full or read-only disk fails every video alike: stop, in one line
+                raise
             except (PoseC3DError, OSError, ValueError) as e:
                 row["error"] = f"{type(e).__name__}: {e}"
             atomic_write_text(cached, json.dumps(row))
