@@ -316,6 +316,8 @@ def _set_variable(cfg: Config, key: str, value: Any) -> None:
 
 
 def _same_value(a: Any, b: Any) -> bool:
+    if b is None or isinstance(b, bool):  # too common to mean "this was the variable"
+        return False
     try:
         return type(a) is type(b) and bool(a == b)
     except Exception:  # e.g. arrays: not a config variable
