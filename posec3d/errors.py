@@ -17,6 +17,10 @@ class VideoError(PoseC3DError):
     """A missing, unreadable or truncated video."""
 
 
+class OutputError(PoseC3DError):
+    """A file or folder that cannot be written: disk full, read-only file system, no permission."""
+
+
 class ConfigError(PoseC3DError):
     """A bad config file, or a config that does not fit the data or checkpoint."""
 

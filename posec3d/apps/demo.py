@@ -218,8 +218,11 @@ def demo(
     """Recognise the action in a video: poses, skeletons drawn, top-k labels (and a timeline)."""
     from posec3d.apps.progress import progress_bar
 
+    from posec3d.files import check_writable
+
     if stride is not None and window is None:
         raise ConfigError("--stride needs --window")
+    check_writable(out, json_out, frame_png)  # before the models load and the video is processed
     recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
     with progress_bar(max_frames, f"poses {video.name}") as update:
         annotation = extract_poses(video, max_persons=max_persons, max_frames=max_frames, progress=update)

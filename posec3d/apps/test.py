@@ -59,6 +59,9 @@ def test(
     if positional:
         raise ConfigError(f"unexpected arguments {positional!r}")
     cfg = load_config(config, options)
+    from posec3d.files import check_writable
+
+    check_writable(out, json_out)  # before the evaluation, not after it
     is_main = int(os.environ.get("RANK", "0")) == 0
     try:
         with progress_bar(None, "test", disable=not is_main) as update:

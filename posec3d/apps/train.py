@@ -30,6 +30,8 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads per process "
                                           "(default: torch's; 1 is often fastest on a busy shared CPU)."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Class names, one per line, for the "
+                                            "confusion matrix (default: the config's label_map, else indices)."),
 ) -> None:
     """Train a PoseC3D model; writes checkpoints, metrics.jsonl, curves.png and confusion_matrix.png."""
     if threads:
@@ -55,6 +57,8 @@ def train(
     if resume_checkpoint and not resume:
         raise ConfigError(f"unexpected argument {resume_checkpoint!r} (did you mean --resume {resume_checkpoint}?)")
     cfg = load_config(config, options)
+    if label_map:
+        cfg["label_map"] = label_map  # kept in the work dir's config.py for later tools
     if not resume and not config_resume_from(cfg):
         load_from = load_from or config_load_from(cfg)
         if load_from:  # a model name, a released URL or a file (SPEC §3.2's load_from URLs resolve)

@@ -168,6 +168,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         work_dir.mkdir(parents=True, exist_ok=True)
         C.dump_config(cfg, work_dir / "config.py")
     say = echo if main else (lambda _msg: None)
+    class_names = C.class_names(cfg)  # read now: a bad label map must not wait for the last epoch
     set_deterministic(deterministic)
 
     resume = resume if resume is not None else C.resume_from(cfg)
@@ -228,6 +229,9 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = int(state["meta"]["epoch"]), int(state["meta"]["iter"])
+        if not 0 <= start_epoch <= max_epochs:  # past the end it would print "done" having done nothing
+            raise CheckpointError(f"{resume_path}: the checkpoint is at epoch {start_epoch} but the config trains "
+                                  f"{max_epochs} epochs; nothing to resume (raise total_epochs to continue)")
         if "rng" in state:
             restore_rng(state["rng"])  # rank 0's states: the checkpoint holds one set
         if dist.rank > 0:  # other ranks need dropout streams of their own again
@@ -356,7 +360,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         if best_scores is not None:
             scores, labels = best_scores
             cm = confusion_matrix(scores.argmax(1), labels, max(scores.shape[1], int(labels.max()) + 1))
-            plot_confusion(cm, work_dir / "confusion_matrix.png",
+            plot_confusion(cm, work_dir / "confusion_matrix.png", class_names,
                            title=f"validation, best epoch {best['epoch']} (top1 {best['top1']:.3f})")
     log.close()
     return TrainResult(work_dir, max_epochs, iteration, best, last_val, log.records)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from posec3d.errors import CheckpointError, DownloadError, PoseC3DError
-from posec3d.files import commit_file
+from posec3d.files import commit_file, output_error
 from posec3d.zoo.catalogue import ReleasedModel, checkpoint_dir
 
 CHUNK = 1 << 20
@@ -118,7 +118,7 @@ def download(entry: ReleasedModel, dest_dir: str | Path | None = None, *,
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DownloadError(f"{dest}: cannot create the download folder ({e.strerror or e})") from None
+        raise output_error(e, dest) from None
     part = dest / (entry.file + ".part")
     resumed_from = part.stat().st_size if part.is_file() else 0
     shown = 0  # bytes the progress bar has been told about
@@ -165,8 +165,8 @@ def download(entry: ReleasedModel, dest_dir: str | Path | None = None, *,
                             shown += len(block)
             except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError):
                 pass  # the size check below decides whether to reconnect
-            except OSError as e:
-                raise DownloadError(f"{part}: cannot write the download ({e.strerror or e})") from None
+            except OSError as e:  # disk full, read-only, no permission: one line naming the file
+                raise output_error(e, part) from None
         size = part.stat().st_size
         if total is None or size == total:
             break
@@ -181,5 +181,8 @@ def download(entry: ReleasedModel, dest_dir: str | Path | None = None, *,
         cuts += 1
     digest = _verify(entry, part, final)
     size = part.stat().st_size
-    commit_file(part, final)
+    try:
+        commit_file(part, final)
+    except OSError as e:
+        raise output_error(e, final) from None
     return Downloaded(final, digest, size, entry.verification, resumed_from=resumed_from, reconnects=cuts)
