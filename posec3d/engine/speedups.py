@@ -15,8 +15,8 @@ ResNet-style SlowOnly and the depthwise X3D (oneDNN's blocked 3D convolutions) b
 optimizer kernel is available (``fused_optimizer=True``) but measured no win. ``compile=True`` wraps the training step in ``torch.compile``
 (opt-in: the first steps compile for minutes); its cache goes to ``compile_cache`` (default:
 ``<work_dir>/.compile_cache``) so a resumed run reuses it. bf16 autocast on CPU stays opt-in
-(``train --amp``): it changes the numerics (accuracy parity not shown), and it measured 3.6x slower
-for X3D, 1.4x faster for C3D on this AMX/AVX-512-bf16 CPU.
+(``train --amp``): it changes the numerics (accuracy parity not shown), and it measured slower for
+SlowOnly and X3D, faster only for C3D, on this AMX/AVX-512-bf16 CPU.
 """
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ TEST_KEYS = {"fuse_bn": True, "channels_last": True, "inference_mode": True}
 TRAIN_KEYS = {"channels_last": "auto", "fused_optimizer": "auto", "compile": False, "compile_cache": None}
 
 # Training-step speed-ups measured on this project's 2-core AVX-512 CPU (2 threads, batch 4, 17x48x56x56,
-# variants alternating; re-run: python bench/train_variants.py). Channels-last 3D: X3D 2.5x,
-# SlowOnly (see TRAIN_NOTES), C3D 0.84x (slower: its plain 3x3x3 convolutions are already fast in oneDNN's
+# variants alternating, load 9-16; re-run: python bench/train_variants.py). Channels-last 3D: X3D 2.5x,
+# SlowOnly 1.6-2.2x, C3D 0.84x (slower: its plain 3x3x3 convolutions are already fast in oneDNN's
 # default layout). The fused SGD kernel was no measurable win for any family (the optimizer step
-# is under 1 % of a training step), so 'auto' leaves it off.
+# is under 1 % of a training step), so 'auto' leaves it off. bf16 autocast: X3D 0.28x, SlowOnly
+# 0.56x, C3D 1.43x.
 TRAIN_AUTO = {
     "ResNet3dSlowOnly": {"channels_last": True, "fused_optimizer": False},
     "X3D": {"channels_last": True, "fused_optimizer": False},
