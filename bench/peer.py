@@ -302,6 +302,10 @@ def main() -> None:
     out["loadavg_1min_start_end_max"] = [round(load[0][0], 2), round(load[-1][0], 2), round(max(x[0] for x in load), 2)]
     out["loadavg_all"] = [[round(v, 2) for v in x] for x in load]
     print(json.dumps(out, indent=1))
+    if not args.keep:  # a failed run keeps its worker logs for reading
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _agreement(ours: list, theirs: list) -> dict:
