@@ -28,30 +28,22 @@ def batch_labels(batch: dict) -> torch.Tensor:
     return torch.as_tensor(label).reshape(-1).long()
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, loader: Loader, dist: DistInfo, *,
             batch_transform: Callable[[dict], dict] | None = None,
-            progress: Callable[..., None] | None = None, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(scores (N, classes) float32, labels (N,)) in dataset order, identical on every rank."""
+            progress: Callable[..., None] | None = None, amp: bool = False,
+            inference_mode: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (N, classes) float32, labels (N,)) in dataset order, identical on every rank.
+
+    ``inference_mode`` skips autograd's version counters as well (the tester's fast path); the
+    trainer's validation keeps ``no_grad``.
+    """
     was_training = model.training
     model.eval()
-    scores, labels = [], []
     try:
-        for batch in loader.epoch(0):
-            if batch_transform is not None:
-                batch = batch_transform(batch)
-            with torch.autocast(dist.device.type, enabled=amp, dtype=_amp_dtype(dist.device)):
-                out = model.forward_test(*model_inputs(batch, dist.device))
-            if isinstance(out, dict):  # RGBPose: report the fused 1:1 stream
-                out = sum(out.values())
-            scores.append(out.float().cpu().numpy())
-            labels.append(batch_labels(batch).numpy())
-            if progress is not None:
-                progress(advance=len(labels[-1]) * dist.world_size)
+        with torch.inference_mode() if inference_mode else torch.no_grad():
+            local = _predict_local(model, loader, dist, batch_transform, progress, amp)
     finally:
         model.train(was_training)
-    local = (np.concatenate(scores) if scores else np.zeros((0, 0), np.float32),
-             np.concatenate(labels) if labels else np.zeros(0, np.int64))
     parts = all_gather_objects(local)
     # EvalSampler gives rank r the indices r, r + W, r + 2W, ...: interleave back to dataset order.
     n = sum(len(p[1]) for p in parts)
@@ -62,6 +54,24 @@ def predict(model: torch.nn.Module, loader: Loader, dist: DistInfo, *,
         all_scores[r::len(parts)] = s
         all_labels[r::len(parts)] = l
     return all_scores, all_labels
+
+
+def _predict_local(model, loader: Loader, dist: DistInfo, batch_transform, progress, amp: bool
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    scores, labels = [], []
+    for batch in loader.epoch(0):
+        if batch_transform is not None:
+            batch = batch_transform(batch)
+        with torch.autocast(dist.device.type, enabled=amp, dtype=_amp_dtype(dist.device)):
+            out = model.forward_test(*model_inputs(batch, dist.device))
+        if isinstance(out, dict):  # RGBPose: report the fused 1:1 stream
+            out = sum(out.values())
+        scores.append(out.float().cpu().numpy())
+        labels.append(batch_labels(batch).numpy())
+        if progress is not None:
+            progress(advance=len(labels[-1]) * dist.world_size)
+    return (np.concatenate(scores) if scores else np.zeros((0, 0), np.float32),
+            np.concatenate(labels) if labels else np.zeros(0, np.int64))
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:

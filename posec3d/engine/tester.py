@@ -15,6 +15,7 @@ from posec3d.engine import distributed as D
 from posec3d.engine.evaluation import check_evaluation_set, model_num_classes, predict, require_finite_weights
 from posec3d.engine.loaders import build_dataset, build_eval_loader, split_dataset_cfg
 from posec3d.engine.metrics import evaluate
+from posec3d.engine.speedups import EvalSpeedups, prepare_for_testing
 from posec3d.errors import ConfigError
 from posec3d.files import atomic_write_bytes
 
@@ -50,7 +51,11 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
          num_clips: int | None = None, flip: bool | None = None, batch_size: int | None = None,
          num_workers: int | None = None, amp: bool = False, device: str | None = None,
          progress: Callable[..., None] | None = None) -> TestResult:
-    """Score every video of the test split (all ranks under torchrun); metrics as fractions."""
+    """Score every video of the test split (all ranks under torchrun); metrics as fractions.
+
+    Runs on the evaluation fast path (`engine.speedups`: BN folding, channels-last 3D, inference
+    mode, all views of a sample in one forward); ``test_speedups`` in the config turns each off.
+    """
     from posec3d.engine.trainer import batch_transform_for, loader_pipeline
     from posec3d.models import build_model
     from posec3d.models.checkpoint import load_checkpoint
@@ -67,13 +72,15 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     check_evaluation_set(dataset, model_num_classes(C.model_cfg(cfg)))
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
+    speedups = EvalSpeedups.from_config(cfg)
     model = build_model(C.model_cfg(cfg)).to(dist.device)
-    load_checkpoint(model, checkpoint, strict=True)
+    load_checkpoint(model, checkpoint, strict=True)  # before BN folding: the checkpoint has BN keys
     require_finite_weights(model, checkpoint)
+    model = prepare_for_testing(model, speedups)
     if progress is not None:
         progress(advance=0, total=len(dataset))
     scores, labels = predict(model, loader, dist, batch_transform=batch_transform_for(cfg, "test", dist.device),
-                             progress=progress, amp=amp)
+                             progress=progress, amp=amp, inference_mode=speedups.inference_mode)
     metrics = evaluate(scores, labels) if (labels >= 0).all() else {"num_samples": int(len(labels))}
     return TestResult([row.astype(np.float32) for row in scores], labels, metrics)
 

@@ -33,6 +33,7 @@ from posec3d.engine.loaders import build_dataset, build_eval_loader, build_train
 from posec3d.engine.logging import MetricsLog
 from posec3d.engine.metrics import confusion_matrix, evaluate
 from posec3d.engine.schedule import LRSchedule
+from posec3d.engine.speedups import apply_channels_last, compile_step, describe, train_speedups
 from posec3d.errors import CheckpointError, ConfigError, PoseC3DError
 
 
@@ -78,9 +79,15 @@ class TrainStep(nn.Module):
         return self.recognizer.forward_train(*inputs_and_labels)
 
 
-def build_optimizer(model: nn.Module, opt_cfg: dict) -> torch.optim.Optimizer:
-    """SGD (SPEC §5: momentum, weight decay on all parameters) or Adam/AdamW, on trainable params."""
+def build_optimizer(model: nn.Module, opt_cfg: dict, fused: bool = False) -> torch.optim.Optimizer:
+    """SGD (SPEC §5: momentum, weight decay on all parameters) or Adam/AdamW, on trainable params.
+
+    ``fused``: one fused kernel per step instead of per-parameter loops (unless the config chose
+    ``foreach`` / ``fused`` itself); the same update up to float rounding.
+    """
     opt_cfg = dict(opt_cfg)
+    if fused and "foreach" not in opt_cfg and "fused" not in opt_cfg:
+        opt_cfg["fused"] = True
     kind = opt_cfg.pop("type", "SGD")
     params = [p for p in model.parameters() if p.requires_grad]  # frozen stages stay out
     known = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
@@ -208,7 +215,10 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
             raise ConfigError(f"{C._where(cfg)}: sync_bn needs CUDA devices (torch's SyncBatchNorm does not "
                               "run on CPU); set sync_bn=False or norm_eval=True")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = build_optimizer(model, C.optimizer_cfg(cfg))
+    speed = train_speedups(cfg, C.model_cfg(cfg), dist.device)
+    if speed.channels_last:
+        apply_channels_last(model)  # before the optimizer, so its states take the same layout
+    optimizer = build_optimizer(model, C.optimizer_cfg(cfg), fused=speed.fused_optimizer)
     clip = C.grad_clip_cfg(cfg)
     max_epochs = C.total_epochs(cfg)
     iters_per_epoch = len(train_loader)
@@ -250,6 +260,8 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         step_model = nn.parallel.DistributedDataParallel(
             step_model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
             find_unused_parameters=bool(cfg.get("find_unused_parameters", False)))
+    if speed.compile:
+        step_model = compile_step(step_model, speed.compile_cache, work_dir)
 
     log = MetricsLog(work_dir, enabled=main, resume_iter=iteration if start_epoch else None, echo=say)
     ck = C.checkpoint_cfg(cfg)
@@ -260,7 +272,8 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
     if progress is not None:
         progress(advance=iteration, total=total_iters)
     say(f"training {max_epochs} epochs x {iters_per_epoch} iterations, {dist.world_size} process(es), "
-        f"batch {C.batch_size(cfg, 'train')} per process, seed {seed}, work dir {work_dir}")
+        f"batch {C.batch_size(cfg, 'train')} per process, seed {seed}, work dir {work_dir}; "
+        f"speed-ups: {describe(speed)}")
 
     # ---- epochs -------------------------------------------------------------------------------
     for epoch in range(start_epoch, max_epochs):

@@ -1,0 +1,140 @@
+"""The fast paths of ``test`` and ``train``: which speed-ups each uses, read from the config.
+
+Two optional config dicts of ours; every key turns one speed-up off (or on):
+
+    test_speedups = dict(fuse_bn=True, channels_last=True, inference_mode=True)
+    train_speedups = dict(channels_last='auto', fused_optimizer='auto', compile=False, compile_cache=None)
+
+Testing: BN folded into the convolutions, channels-last 3D weights and inputs, ``torch.inference_mode``,
+and the views of one sample (clips x flips) in one forward (``Recognizer3D.forward_test``). The scores
+equal the plain eval path's up to float rounding (< 1e-4, tested on the released SlowOnly checkpoint).
+
+Training: ``'auto'`` means what measurement on this project's CPU chose per model family
+(``TRAIN_AUTO``; ``python bench/train_variants.py`` re-measures). Channels-last 3D helps the
+ResNet-style SlowOnly and the depthwise X3D (oneDNN's blocked 3D convolutions) but not C3D; the fused
+optimizer kernel is available (``fused_optimizer=True``) but measured no win. ``compile=True`` wraps the training step in ``torch.compile``
+(opt-in: the first steps compile for minutes); its cache goes to ``compile_cache`` (default:
+``<work_dir>/.compile_cache``) so a resumed run reuses it. bf16 autocast on CPU stays opt-in
+(``train --amp``): it changes the numerics (accuracy parity not shown), and it measured slower for
+SlowOnly and X3D, faster only for C3D, on this AMX/AVX-512-bf16 CPU.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from posec3d.errors import ConfigError
+
+TEST_KEYS = {"fuse_bn": True, "channels_last": True, "inference_mode": True}
+TRAIN_KEYS = {"channels_last": "auto", "fused_optimizer": "auto", "compile": False, "compile_cache": None}
+
+# Training-step speed-ups measured on this project's 2-core AVX-512 CPU (2 threads, batch 4, 17x48x56x56,
+# variants alternating, load 9-16; re-run: python bench/train_variants.py). Channels-last 3D: X3D 2.5x,
+# SlowOnly 1.6-2.2x, C3D 0.84x (slower: its plain 3x3x3 convolutions are already fast in oneDNN's
+# default layout). The fused SGD kernel was no measurable win for any family (the optimizer step
+# is under 1 % of a training step), so 'auto' leaves it off. bf16 autocast: X3D 0.28x, SlowOnly
+# 0.56x, C3D 1.43x.
+TRAIN_AUTO = {
+    "ResNet3dSlowOnly": {"channels_last": True, "fused_optimizer": False},
+    "X3D": {"channels_last": True, "fused_optimizer": False},
+    "C3D": {"channels_last": False, "fused_optimizer": False},
+}
+
+
+def _options(cfg: Mapping, key: str, known: dict) -> dict:
+    given = cfg.get(key) or {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{cfg.get('_filename') or 'config'}: {key} must be a dict, got {given!r}")
+    unknown = set(given) - set(known)
+    if unknown:
+        raise ConfigError(f"{cfg.get('_filename') or 'config'}: unknown {key} keys {sorted(unknown)} "
+                          f"(known: {', '.join(known)})")
+    return {**known, **dict(given)}
+
+
+@dataclass(frozen=True)
+class EvalSpeedups:
+    fuse_bn: bool = True
+    channels_last: bool = True
+    inference_mode: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "EvalSpeedups":
+        o = _options(cfg, "test_speedups", TEST_KEYS)
+        return cls(bool(o["fuse_bn"]), bool(o["channels_last"]), bool(o["inference_mode"]))
+
+
+def prepare_for_testing(model: nn.Module, speedups: EvalSpeedups) -> nn.Module:
+    """The loaded model on its evaluation fast path (in place; inference only from here on)."""
+    from posec3d.models.fuse import fuse_conv_bn, to_channels_last
+
+    model.eval()
+    if speedups.fuse_bn:
+        fuse_conv_bn(model)
+    # Only recognizers that convert their own inputs (Recognizer3D): RGBPose feeds two streams.
+    if speedups.channels_last and hasattr(model, "channels_last"):
+        to_channels_last(model)
+    return model
+
+
+@dataclass(frozen=True)
+class TrainSpeedups:
+    channels_last: bool
+    fused_optimizer: bool
+    compile: bool
+    compile_cache: str | None
+
+
+def backbone_type(model_cfg: Mapping) -> str:
+    return str((model_cfg.get("backbone") or {}).get("type", ""))
+
+
+def train_speedups(cfg: Mapping, model_cfg: Mapping, device: torch.device) -> TrainSpeedups:
+    """Resolve ``train_speedups`` ('auto' = the measured choice for this backbone family)."""
+    o = _options(cfg, "train_speedups", TRAIN_KEYS)
+    auto = TRAIN_AUTO.get(backbone_type(model_cfg), {"channels_last": False, "fused_optimizer": False})
+
+    def choose(name: str) -> bool:
+        value = o[name]
+        if value == "auto":
+            return bool(auto.get(name, False))
+        if not isinstance(value, bool):
+            raise ConfigError(f"{cfg.get('_filename') or 'config'}: train_speedups.{name} must be True, False or "
+                              f"'auto', got {value!r}")
+        return value
+
+    fused = choose("fused_optimizer") and device.type in ("cpu", "cuda")
+    return TrainSpeedups(choose("channels_last"), fused, bool(o["compile"]), o["compile_cache"])
+
+
+def apply_channels_last(model: nn.Module) -> nn.Module:
+    """Channels-last 3D for training: weights now, inputs inside ``Recognizer3D.extract_feat``.
+
+    Parameters keep their identity (``Module.to`` swaps ``.data``), so build the optimizer after.
+    """
+    if not hasattr(model, "channels_last"):
+        return model  # RGBPose: two input streams, not measured
+    from posec3d.models.fuse import to_channels_last
+
+    return to_channels_last(model)
+
+
+def compile_step(step: nn.Module, cache: str | None, work_dir: Path) -> nn.Module:
+    """``torch.compile`` with a persistent inductor cache (reused by a resumed run)."""
+    cache_dir = Path(cache) if cache else work_dir / ".compile_cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir.resolve())
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    return torch.compile(step)
+
+
+def describe(s: TrainSpeedups) -> str:
+    on = [name for name, flag in (("channels-last 3D", s.channels_last), ("fused SGD/Adam", s.fused_optimizer),
+                                  ("torch.compile", s.compile)) if flag]
+    return ", ".join(on) if on else "none"
+
