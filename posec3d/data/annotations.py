@@ -16,9 +16,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from posec3d.errors import AnnotationError
+from posec3d.errors import AnnotationError, short_repr
 from posec3d.files import atomic_write
-from posec3d.data.safe_pickle import UnsafePickleError, safe_load
+from posec3d.safe_pickle import PickleLimitError, UnsafePickleError, load_path, load_torch_zip
 
 PICKLE_PROTOCOL = 4  # readable by every Python 3.8+ pyskl / mmaction2 install
 
@@ -33,20 +33,19 @@ def load_annotation_file(path: str | os.PathLike) -> Any:
         raise AnnotationError(f"{path}: annotation file not found")
     try:
         if zipfile.is_zipfile(path):  # torch.save format (e.g. score dumps written with torch)
-            import torch
-
-            return torch.load(path, map_location="cpu", weights_only=True)
-        with open(path, "rb") as f:
-            return safe_load(f)
+            return load_torch_zip(path)
+        return load_path(path)
     except OSError as e:
         raise AnnotationError(f"{path}: cannot read ({e.strerror or e})") from None
+    except PickleLimitError as e:
+        raise AnnotationError(f"{path}: {e}") from None
     except UnsafePickleError as e:
         raise AnnotationError(f"{path}: unsafe pickle, not loaded ({e})") from None
     except Exception as e:  # noqa: BLE001
-        # Only allow-listed constructors run, so any failure here means a damaged stream:
+        # Only checked constructors run, so any failure here means a damaged stream:
         # truncation shows up as EOFError or a bad opcode, corruption as nearly anything.
         raise AnnotationError(
-            f"{path}: truncated or corrupt pickle ({type(e).__name__}: {str(e)[:120]})"
+            f"{path}: truncated or corrupt pickle ({type(e).__name__}: {short_repr(str(e), 120)})"
         ) from None
 
 

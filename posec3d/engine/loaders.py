@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from posec3d.data.samplers import EvalSampler, TrainSampler, WorkerSeeder
 from posec3d.engine import config as C
 from posec3d.engine.distributed import DistInfo
-from posec3d.errors import ConfigError
+from posec3d.errors import ConfigError, PoseC3DError, message_of
 from posec3d.registry import DATASETS
 
 
@@ -67,6 +67,16 @@ def split_dataset_cfg(cfg: C.Config, split: str, ann_file: str | None = None, da
     return ds
 
 
+def _one_line_errors(batches):
+    """Re-raise a worker's PoseC3DError as the original one-line error (torch wraps it in a traceback)."""
+    try:
+        yield from batches
+    except PoseC3DError as e:
+        if "Original Traceback" not in str(e):
+            raise
+        raise type(e)(message_of(e)) from None
+
+
 @dataclass
 class Loader:
     loader: DataLoader
@@ -80,7 +90,7 @@ class Loader:
             self.sampler.set_epoch(epoch)
         if self.seeder is not None:
             self.seeder.epoch = epoch
-        return iter(self.loader)
+        return _one_line_errors(iter(self.loader))
 
     def __len__(self) -> int:
         return len(self.loader)
