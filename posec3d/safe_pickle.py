@@ -44,7 +44,12 @@ class PickleLimitError(UnsafePickleError):
 
 
 def gigabytes(n: int) -> str:
-    return f"{n / 2**30:.3g} GB" if n >= 2**27 else f"{n / 2**20:.3g} MB"
+    """A byte count for messages: "3,725 GB", "1.50 GB", "256 MB", "12 KB"."""
+    if n >= 10 * 2**30:
+        return f"{n / 2**30:,.0f} GB"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GB"
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{max(1, round(n / 1024))} KB"
 
 
 class Budget:
@@ -64,8 +69,9 @@ class Budget:
 
     def check_items(self, n: int, what: str) -> None:
         if n > self.max_items:
-            raise PickleLimitError(f"{what} refused: would expand to {n:.3g} items "
-                                   f"(limit {self.max_items:.3g}; would allocate {gigabytes(8 * n)})")
+            raise PickleLimitError(f"{what} refused: would expand to {n:,} items, would allocate "
+                                   f"{gigabytes(8 * n)} (limit {self.max_items:,} items for a "
+                                   f"{gigabytes(self.source_bytes)} file)")
 
 
 # --- numpy values, rebuilt only through checked constructors -------------------------------------
@@ -235,7 +241,7 @@ def _factories(budget: Budget) -> dict[tuple[str, str], Any]:
         if not 1 <= len(args) <= 3 or not all(type(a) is int for a in args):
             raise UnsafePickleError(f"range{_short(args)} refused")
         r = range(*args)
-        budget.check_items(len(r), f"range of {len(r):.3g} items")
+        budget.check_items(len(r), "range")
         return r
 
     def make_complex(real: Any = 0, imag: Any = 0):

@@ -99,28 +99,37 @@ def _where(path, index: int, sample: Any) -> str:
 
 
 def validate_sample(sample: Any, index: int = 0, path: str | os.PathLike = "<annotations>",
-                    num_classes: int | None = None) -> None:
-    """Check one sample's keys, shapes and values; raise AnnotationError naming file and sample."""
+                    num_classes: int | None = None, for_model: bool = False) -> None:
+    """Check one sample's keys, shapes and values; raise AnnotationError naming file and sample.
+
+    ``for_model``: the sample feeds training or testing, so it also needs a label, an ``img_shape``
+    and 2-D coordinates."""
     where = _where(path, index, sample)
     if not isinstance(sample, dict):
         raise AnnotationError(f"{where}: expected a dict, got {type(sample).__name__}")
     if "frame_dir" not in sample and "filename" not in sample:
         raise AnnotationError(f"{where}: has neither 'frame_dir' nor 'filename'")
     label = sample.get("label")
+    if label is None and for_model:
+        raise AnnotationError(f"{where}: has no 'label' (training and testing need one per sample)")
     if label is not None:
-        if isinstance(label, np.ndarray) and label.size == 1:
-            label = label.item()
-        if not isinstance(label, (int, np.integer)) or isinstance(label, bool):
-            raise AnnotationError(f"{where}: label must be an int, got {label!r}")
+        if not isinstance(label, (int, np.integer)) or isinstance(label, (bool, np.bool_)):
+            raise AnnotationError(f"{where}: label must be an int, got {type(label).__name__} "
+                                  f"{short_repr(label)}")
         if label < 0 or (num_classes is not None and label >= num_classes):
             raise AnnotationError(f"{where}: label {int(label)} is out of range for "
                                   f"{num_classes if num_classes is not None else 'any'} classes")
     total = sample.get("total_frames")
-    if total is not None and (not isinstance(total, (int, np.integer)) or total < 0):
-        raise AnnotationError(f"{where}: total_frames must be a non-negative int, got {total!r}")
+    if total is not None and (not isinstance(total, (int, np.integer)) or isinstance(total, bool) or total < 0):
+        raise AnnotationError(f"{where}: total_frames must be a non-negative int, got {short_repr(total)}")
     shape = sample.get("img_shape")
-    if shape is not None and (len(tuple(shape)) != 2):
-        raise AnnotationError(f"{where}: img_shape must be (h, w), got {shape!r}")
+    if shape is None and for_model and "keypoint" in sample:
+        raise AnnotationError(f"{where}: has no 'img_shape' (h, w), which the heatmaps need")
+    if shape is not None and not (isinstance(shape, (tuple, list)) and len(shape) == 2
+                                  and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x > 0
+                                          for x in shape)):
+        raise AnnotationError(f"{where}: img_shape must be (h, w) with two positive integers, got "
+                              f"{short_repr(shape)}")
 
     if "keypoint" not in sample:
         _validate_kpfile_index(sample, where)
@@ -131,6 +140,9 @@ def validate_sample(sample: Any, index: int = 0, path: str | os.PathLike = "<ann
         raise AnnotationError(f"{where}: keypoint must be an array of shape (M, T, V, 2), got {got}")
     if not np.issubdtype(kp.dtype, np.floating):
         raise AnnotationError(f"{where}: keypoint must be float16/float32, got {kp.dtype}")
+    if for_model and kp.shape[-1] != 2:
+        raise AnnotationError(f"{where}: keypoint has {kp.shape[-1]} coordinates per joint (shape {kp.shape}); "
+                              "heatmap models need 2-D (x, y) coordinates")
     score = sample.get("keypoint_score")
     if score is not None:
         if not isinstance(score, np.ndarray) or score.shape != kp.shape[:3]:
@@ -175,7 +187,7 @@ def validate_annotations(annotations: Iterable[Any], path: str | os.PathLike = "
 
 
 def load_annotations(path: str | os.PathLike, split: str | None = None, *,
-                     num_classes: int | None = None, validate: bool = True) -> list[dict]:
+                     num_classes: int | None = None, validate: bool = True, for_model: bool = False) -> list[dict]:
     """Load the samples of ``split`` (all samples if None) from a pyskl / mmaction2 pickle.
 
     Samples are validated (shapes, frame counts, finite values, label < ``num_classes``).
@@ -190,7 +202,7 @@ def load_annotations(path: str | os.PathLike, split: str | None = None, *,
         # Report the index in the whole file, which is what a user can look up.
         position = {id(a): i for i, a in enumerate(annos)}
         for sample in selected:
-            validate_sample(sample, position[id(sample)], path, num_classes)
+            validate_sample(sample, position[id(sample)], path, num_classes, for_model)
     return selected
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from posec3d.engine import config as C
 from posec3d.engine import distributed as D
 from posec3d.engine.evaluation import predict
-from posec3d.engine.loaders import build_dataset, build_eval_loader, split_dataset_cfg
+from posec3d.engine.loaders import build_dataset, build_eval_loader, check_fits_model, split_dataset_cfg
 from posec3d.engine.metrics import evaluate
 from posec3d.errors import ConfigError
 from posec3d.files import atomic_write_bytes
@@ -64,6 +64,7 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     inner["pipeline"] = pipeline
     dataset = build_dataset(split_dataset_cfg(cfg, "test", ann_file, split, loader_pipeline(cfg, "test")), where,
                             test_mode=True)
+    check_fits_model(cfg, dataset)
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     model = build_model(C.model_cfg(cfg)).to(dist.device)
