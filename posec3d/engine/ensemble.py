@@ -48,27 +48,10 @@ def load_scores(path: str | os.PathLike) -> ScoreDump:
             raise AnnotationError(f"{path}: invalid JSON ({e})") from None
     else:
         items = load_annotation_file(path)
-    if not isinstance(items, (list, tuple)) or not items:
-        raise AnnotationError(f"{path}: expected a non-empty list of per-video scores, got {type(items).__name__}")
-    rows, labels = [], []
-    for i, item in enumerate(items):
-        where = f"{path}: item {i}"
-        if isinstance(item, dict):
-            if "pred_score" not in item:
-                keys = sorted(item)
-                raise AnnotationError(f"{where}: dict without 'pred_score' (keys {keys}); multi-stream "
-                                      "(rgb/pose) dumps are not supported here")
-            rows.append(_to_numpy(item["pred_score"], where).reshape(-1))
-            if "gt_label" in item:
-                labels.append(int(_to_numpy(item["gt_label"], where).reshape(-1)[0]))
-        else:
-            rows.append(_to_numpy(item, where).reshape(-1))
-    widths = {len(r) for r in rows}
-    if len(widths) != 1:
-        raise AnnotationError(f"{path}: score vectors of different lengths {sorted(widths)}")
-    if labels and len(labels) != len(rows):
-        raise AnnotationError(f"{path}: only {len(labels)} of {len(rows)} items carry 'gt_label'")
-    return ScoreDump(str(path), np.stack(rows), np.asarray(labels, dtype=np.int64) if labels else None)
+    from posec3d.data.score_dump import check_score_items
+
+    scores, labels = check_score_items(items, path)
+    return ScoreDump(str(path), scores, labels)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
