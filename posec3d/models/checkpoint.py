@@ -74,7 +74,7 @@ def unsafe_loading_allowed(enabled: bool = True):
         _allow_unsafe_default = before
 
 
-_UNSAFE_HINT = "if you trust the file, pass --allow-unsafe (Python: allow_unsafe=True)"
+_UNSAFE_HINT = "if you trust the file, pass --allow-unsafe"
 
 
 def load_checkpoint_file(path: str | os.PathLike, allow_unsafe: bool | None = None) -> Any:
@@ -100,6 +100,8 @@ def load_checkpoint_file(path: str | os.PathLike, allow_unsafe: bool | None = No
             return load_torch_zip(path, extra_globals=_inert_globals())
         with open(path, "rb") as f:
             head = f.read(16)
+        if head.startswith(b"PK\x03\x04"):
+            raise CheckpointError(f"checkpoint {path}: truncated or damaged (a zip file without its directory)")
         if not head.startswith(b"\x80") or b"\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little") not in head:
             raise CheckpointError(f"checkpoint {path}: not a checkpoint (neither a torch zip file nor a "
                                   "legacy torch file)")
