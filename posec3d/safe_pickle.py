@@ -18,6 +18,7 @@ claimed length first, and it lets every opcode that builds or mutates objects be
 """
 from __future__ import annotations
 
+import _compat_pickle
 import codecs
 import collections
 import io
@@ -160,10 +161,10 @@ class _PendingArray:
             raise UnsafePickleError("numpy array with an unsupported state refused")
         shape, dtype, fortran, data = state
         self.array = _array_from_bytes(data, _dtype_of(dtype), _shape_of(shape), "F" if fortran else "C",
-                                       self.budget)
+                                       self.budget, native=True)
 
 
-def _array_from_bytes(data: Any, dtype, shape: tuple[int, ...], order: Any, budget: Budget):
+def _array_from_bytes(data: Any, dtype, shape: tuple[int, ...], order: Any, budget: Budget, native: bool = False):
     import numpy as np
 
     if not isinstance(data, (bytes, bytearray)):
@@ -182,7 +183,12 @@ def _array_from_bytes(data: Any, dtype, shape: tuple[int, ...], order: Any, budg
         raise UnsafePickleError(f"{what} claims {count} elements ({gigabytes(nbytes)}) but carries "
                                 f"{len(data)} bytes")
     budget.spend(nbytes, f"numpy array of shape {_short(shape)}")
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy(order=order)
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+    # As numpy itself: ndarray.__setstate__ hands back native byte order (values converted), _frombuffer
+    # keeps the stored one.
+    if native and not dtype.isnative:
+        return array.astype(dtype.newbyteorder("="), order=order)
+    return array.copy(order=order)
 
 
 def _reconstruct_factory(budget: Budget) -> Callable:
@@ -208,7 +214,8 @@ def _scalar(dtype: Any, data: Any = None):
     dt = _dtype_of(dtype)
     if not isinstance(data, bytes) or len(data) != dt.itemsize:
         raise UnsafePickleError(f"numpy scalar of dtype {dt} refused: its data is not {dt.itemsize} bytes")
-    return np.frombuffer(data, dtype=dt)[0]
+    value = np.frombuffer(data, dtype=dt)
+    return (value.astype(dt.newbyteorder("=")) if not dt.isnative else value)[0]
 
 
 # --- builtins, with their arguments checked ----------------------------------------------------
@@ -228,6 +235,14 @@ def _factories(budget: Budget) -> dict[tuple[str, str], Any]:
             raise UnsafePickleError(f"bytearray({_short(source)}) refused: only bytes are loaded")
         budget.spend(len(source), "bytearray")
         return bytearray(source)
+
+    def make_bytes(source: Any = b"", encoding: Any = None):
+        # protocol 2 writes b"" as `bytes()`; nothing else needs this constructor (bytes(N) allocates N)
+        if isinstance(source, str) and encoding is not None:
+            return encode(source, encoding)
+        if not isinstance(source, (bytes, bytearray)):
+            raise UnsafePickleError(f"bytes({_short(source)}) refused: only bytes are loaded")
+        return bytes(source)
 
     def collection(kind: type) -> Callable:
         def build(items: Any = ()):
@@ -265,6 +280,7 @@ def _factories(budget: Budget) -> dict[tuple[str, str], Any]:
         ("builtins", "frozenset"): collection(frozenset),
         ("builtins", "complex"): make_complex,
         ("builtins", "bytearray"): make_bytearray,
+        ("builtins", "bytes"): make_bytes,
         ("builtins", "slice"): make_slice,
         ("builtins", "range"): make_range,
         ("collections", "OrderedDict"): ordered_dict,
@@ -405,8 +421,11 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.storage_cache: dict[str, Any] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "__builtin__":  # Python 2 / protocol < 3 spelling
-            module = "builtins"
+        if self.proto < 3:  # Python 2 spellings (`__builtin__.xrange`, ...), as pickle's own find_class maps them
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
         if module.startswith("torch") and not self.torch_loaded:  # import torch only for files that need it
             self.allowed.update(_torch_factories(self.budget))
             self.torch_loaded = True

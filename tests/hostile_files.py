@@ -148,10 +148,8 @@ def billion_laughs(levels: int = 40, first_memo: int = 100) -> Raw:
 
 def encode_amplifier(copies: int = 20000, size: int = 2**20) -> Raw:
     """``_codecs.encode`` of one memoised 1 MB string, ``copies`` times: 20 GB from a 1.2 MB file."""
-    out = enc("A" * size) + put(900) + EMPTY_LIST + MARK
-    for _ in range(copies):
-        out += glob("_codecs", "encode") + MARK + get(900) + enc("latin1") + TUPLE + REDUCE
-    return Raw(out + APPENDS)
+    call = glob("_codecs", "encode") + MARK + get(900) + enc("latin1") + TUPLE + REDUCE
+    return Raw(enc("A" * size) + put(900) + EMPTY_LIST + MARK + call * copies + APPENDS)
 
 
 def deep_nesting(levels: int = 100_000) -> Raw:

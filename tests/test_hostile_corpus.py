@@ -153,27 +153,30 @@ def write(world: Path, name: str, data: bytes | str) -> Path:
     return path
 
 
-def pickle_payloads(marker: Path) -> dict:
-    """Hostile values, each placed where a sample's field would be."""
-    return {
-        "forged-pointer-reconstruct": H.forged_pointer_array(),
-        "forged-pointer-frombuffer": H.forged_pointer_frombuffer(),
-        "forged-pointer-scalar": H.forged_pointer_scalar(),
-        "flagged-float-dtype": H.flagged_float_array(),
-        "object-array": H.object_dtype_array(),
-        "structured-array": H.structured_dtype_array(),
-        "array-claims-1e12": H.huge_array_claim(),
-        "reconstruct-shape-1e11": H.huge_reconstruct_shape(),
-        "bytearray-2GB": H.huge_bytearray(),
-        "binbytes8-claims-1TB": H.bytes8_claim(),
-        "billion-laughs": H.billion_laughs(),
-        "encode-amplifier": H.encode_amplifier(),
-        "nested-1e5": H.deep_nesting(),
-        "self-containing": H.self_containing(),
-        "os-system": H.runs_code(marker),
-        "builtins-exec": H.Raw(H.glob("builtins", "exec") + H.enc((f"open({str(marker)!r}, 'w')",)) + H.REDUCE),
-        "torch-storage-claim": H.torch_storage_claim(),
-    }
+PAYLOADS = {  # hostile values, each placed where a sample's field (or a dump's item) would be
+    "forged-pointer-reconstruct": lambda marker: H.forged_pointer_array(),
+    "forged-pointer-frombuffer": lambda marker: H.forged_pointer_frombuffer(),
+    "forged-pointer-scalar": lambda marker: H.forged_pointer_scalar(),
+    "flagged-float-dtype": lambda marker: H.flagged_float_array(),
+    "object-array": lambda marker: H.object_dtype_array(),
+    "structured-array": lambda marker: H.structured_dtype_array(),
+    "array-claims-1e12": lambda marker: H.huge_array_claim(),
+    "reconstruct-shape-1e11": lambda marker: H.huge_reconstruct_shape(),
+    "bytearray-2GB": lambda marker: H.huge_bytearray(),
+    "binbytes8-claims-1TB": lambda marker: H.bytes8_claim(),
+    "billion-laughs": lambda marker: H.billion_laughs(),
+    "encode-amplifier": lambda marker: H.encode_amplifier(),
+    "nested-1e5": lambda marker: H.deep_nesting(),
+    "self-containing": lambda marker: H.self_containing(),
+    "os-system": H.runs_code,
+    "builtins-exec": lambda marker: H.Raw(H.glob("builtins", "exec") + H.enc((f"open({str(marker)!r}, 'w')",))
+                                          + H.REDUCE),
+    "torch-storage-claim": lambda marker: H.torch_storage_claim(),
+}
+
+
+def payload(case: str, marker: Path) -> H.Raw:
+    return PAYLOADS[case](marker)
 
 
 # --- annotation files -----------------------------------------------------------------------------
@@ -197,7 +200,7 @@ def annotation_case(world: Path, marker: Path, case: str) -> Path:
         folder.mkdir(exist_ok=True)
         return write(folder, "red]x.pkl", H.annotation_with(H.runs_code(marker)))
     where = "keypoint" if "array" in case or "pointer" in case or "dtype" in case else "label"
-    return write(world, f"{case}.pkl", H.annotation_with(pickle_payloads(marker)[case], where))
+    return write(world, f"{case}.pkl", H.annotation_with(payload(case, marker), where))
 
 
 @pytest.mark.parametrize("case", ANNOTATION_INFO_CASES)
@@ -274,7 +277,7 @@ def score_case(world: Path, marker: Path, case: str) -> Path:
         return write(world, f"{case}.pkl", pickle.dumps([np.array([np.nan, 1.0]), np.array([np.inf, 0.0])]))
     if case == "huge-label":
         return write(world, f"{case}.pkl", pickle.dumps([dict(pred_score=g, gt_label=10**30) for g in good]))
-    return write(world, f"scores-{case}.pkl", H.pickle_of([pickle_payloads(marker)[case]]))
+    return write(world, f"scores-{case}.pkl", H.pickle_of([payload(case, marker)]))
 
 
 @pytest.mark.parametrize("case", ["forged-pointer-frombuffer", "billion-laughs", "os-system", "empty-gt_label"])
@@ -327,7 +330,7 @@ def checkpoint_case(world: Path, marker: Path, case: str, good: Path) -> Path:
         data = (b"\x80\x02" + H.enc(0x1950A86A20F9469CFC6C) + b"." + b"\x80\x02" + H.enc(1001) + b"."
                 + b"\x80\x02" + H.enc({}) + b"." + b"\x80\x02" + bytes(H.runs_code(marker)) + b".")
         return write(world, "legacy.pth", data)
-    return write(world, f"ckpt-{case}.pth", H.checkpoint_with(pickle_payloads(marker)[case]))
+    return write(world, f"ckpt-{case}.pth", H.checkpoint_with(payload(case, marker)))
 
 
 CHECKPOINT_TEST_CASES = ["text-file", "truncated", "os-system", "forged-pointer-reconstruct", "bytearray-2GB",
