@@ -74,7 +74,7 @@ def unsafe_loading_allowed(enabled: bool = True):
         _allow_unsafe_default = before
 
 
-_UNSAFE_HINT = "if you trust the file, pass --allow-unsafe"
+_UNSAFE_HINT = "if you trust the file, pass --allow-unsafe, or allow_unsafe=True in Python"
 
 
 def load_checkpoint_file(path: str | os.PathLike, allow_unsafe: bool | None = None) -> Any:
