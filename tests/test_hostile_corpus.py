@@ -217,6 +217,8 @@ def score_case(world: Path, marker: Path, case: str) -> Path:
         return write(world, f"{case}.pkl", pickle.dumps([dict(pred_score=good[0], gt_label=0), good[1]]))
     if case == "nan-scores":
         return write(world, f"{case}.pkl", pickle.dumps([np.array([np.nan, 1.0]), np.array([np.inf, 0.0])]))
+    if case == "deep-json":
+        return write(world, f"{case}.json", "[" * 100_000 + "]" * 100_000)
     if case == "huge-label":
         return write(world, f"{case}.pkl", pickle.dumps([dict(pred_score=g, gt_label=10**30) for g in good]))
     return write(world, f"scores-{case}.pkl", H.pickle_of([payload(case, marker)]))
@@ -389,7 +391,7 @@ ENTRY_POINTS = {  # entry point -> (cases, builder)
     "test-annotation": (["billion-laughs", "img_shape-str", "missing-label"], _test_annotation),
     "info-scores": (["forged-pointer-frombuffer", "billion-laughs", "os-system", "empty-gt_label"], _scores("info")),
     "ensemble-scores": (["forged-pointer-scalar", "billion-laughs", "os-system", "torch-storage-claim", "empty-gt_label",
-                         "complex-scores", "string-scores", "mixed-items", "nan-scores", "huge-label"],
+                         "complex-scores", "string-scores", "mixed-items", "nan-scores", "huge-label", "deep-json"],
                         _scores("ensemble")),
     "test-checkpoint": (CHECKPOINT_TEST_CASES, _checkpoint("test")),
     "load-from-checkpoint": (["os-system", "forged-pointer-frombuffer"], _checkpoint("load-from")),

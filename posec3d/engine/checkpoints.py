@@ -2,7 +2,7 @@
 
 A file holds ``meta`` (epoch, iter, seed, config text, ...), ``state_dict`` (the recognizer, no
 ``module.`` prefix), ``optimizer``, plus our extras ``scaler`` and ``rng`` (torch, numpy and
-Python RNG states stored as tensors and ints, so ``torch.load(weights_only=True)`` reads them).
+Python RNG states stored as tensors and ints, so the safe checkpoint loader reads them).
 pyskl and mmaction2 tools read ``state_dict`` / ``meta`` and ignore the rest.
 """
 from __future__ import annotations
