@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from posec3d.errors import CheckpointError
+from posec3d.errors import CheckpointError, short_repr
 from posec3d.files import atomic_write_bytes
 
 IGNORED_MISSING = ("num_batches_tracked",)  # old checkpoints lack these BN counters

@@ -215,3 +215,10 @@ def test_load_from_reports_skipped_tensors_and_the_reinitialised_input_conv_in_o
     assert "this model 17" in messages[0]
     assert "skipped shape-mismatched tensors (1): conv1.weight" in messages[1]
     assert torch.equal(target.conv1.weight, before) and torch.equal(target.fc.weight, source["fc.weight"])
+
+
+def test_a_torch_file_without_weights_is_named_as_such(tmp_path):
+    path = tmp_path / "meta_only.pth"
+    torch.save({"meta": {"epoch": 3}, "note": "no weights"}, path)
+    with pytest.raises(CheckpointError, match="no 'state_dict' entry and not a bare state dict"):
+        read_checkpoint(path)
