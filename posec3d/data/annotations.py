@@ -87,7 +87,11 @@ def select_split(annotations: list[dict], split: dict | None, name: str | None,
         raise AnnotationError(f"{path}: unknown split {name!r}; available splits: "
                               f"{', '.join(map(str, split))}")
     key = sample_id_key(annotations)
-    wanted = set(split[name])
+    ids = split[name]
+    if not isinstance(ids, (list, tuple, set, frozenset)) or not all(isinstance(i, (str, int)) for i in ids):
+        raise AnnotationError(f"{path}: split {short_repr(name)} must be a list of sample ids (strings), got "
+                              f"{short_repr(ids)}")
+    wanted = set(ids)
     return [a for a in annotations if isinstance(a, dict) and a.get(key) in wanted]
 
 
