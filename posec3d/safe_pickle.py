@@ -26,12 +26,15 @@ import mmap
 import os
 import pickle
 import struct
+import time
 import zipfile
 from typing import Any, BinaryIO, Callable
 
 MAX_DEPTH = 64  # real annotation files nest 5 levels, checkpoints about 8
 BASE_ITEMS = 2_000_000  # items reachable from the result, on top of one per byte of the file
 BASE_BYTES = 256 * 2**20  # bytes built by constructors, on top of 4x the file size
+BASE_SECONDS = 10.0  # time to load, on top of one second per MB of file
+_CHUNK = 1024
 _PLAIN_KINDS = "biufc"  # bool, signed, unsigned, float, complex
 _PLAIN_CODES = {"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16"}
 
@@ -56,11 +59,28 @@ def gigabytes(n: int) -> str:
 class Budget:
     """Bytes and items a load may create, proportional to the size of what is being read."""
 
-    def __init__(self, source_bytes: int):
+    def __init__(self, source_bytes: int, seconds: float | None = None):
         self.source_bytes = source_bytes
         self.max_bytes = 4 * source_bytes + BASE_BYTES
         self.max_items = source_bytes + BASE_ITEMS
         self.used_bytes = 0
+        # Keys whose hashes all collide make each insertion scan the previous ones (quadratic time in
+        # C, uninterruptible): dicts and sets are filled in chunks against this deadline. Real files
+        # load at tens of MB per second.
+        self.seconds = BASE_SECONDS + source_bytes / 2**20 if seconds is None else seconds
+        self.deadline = time.monotonic() + self.seconds
+
+    def check_time(self, what: str) -> None:
+        if time.monotonic() > self.deadline:
+            raise PickleLimitError(f"{what} refused: loading would take more than {self.seconds:.0f} s "
+                                   "(keys whose hashes collide?)")
+
+    def fill(self, target: Any, items: Any, what: str) -> None:
+        """``target.update(items)`` (a dict from pairs, or a set), in chunks within the deadline."""
+        items = list(items)
+        for start in range(0, len(items), _CHUNK):
+            target.update(items[start:start + _CHUNK])
+            self.check_time(what)
 
     def spend(self, nbytes: int, what: str) -> None:
         self.used_bytes += nbytes
@@ -249,7 +269,9 @@ def _factories(budget: Budget) -> dict[tuple[str, str], Any]:
             if not isinstance(items, (list, tuple, set, frozenset)):
                 raise UnsafePickleError(f"{kind.__name__}({_short(items)}) refused: only lists of items are loaded")
             budget.spend(8 * len(items), kind.__name__)
-            return kind(items)
+            filled: set = set()
+            budget.fill(filled, items, kind.__name__)
+            return filled if kind is set else frozenset(filled)
         return build
 
     def make_range(*args: Any):
@@ -273,7 +295,9 @@ def _factories(budget: Budget) -> dict[tuple[str, str], Any]:
         if not isinstance(items, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2
                                                            for p in items):
             raise UnsafePickleError(f"OrderedDict({_short(items)}) refused")
-        return collections.OrderedDict(items)
+        out = collections.OrderedDict()
+        budget.fill(out, items, "OrderedDict")
+        return out
 
     out: dict[tuple[str, str], Any] = {
         ("builtins", "set"): collection(set),
@@ -419,6 +443,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.torch_loaded = False
         self.inert = tuple(v for v in (extra_globals or {}).values() if isinstance(v, type))
         self.storage_cache: dict[str, Any] = {}
+        self.single_sets = 0
 
     def find_class(self, module: str, name: str) -> Any:
         if self.proto < 3:  # Python 2 spellings (`__builtin__.xrange`, ...), as pickle's own find_class maps them
@@ -527,15 +552,20 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if type(target) not in (dict, collections.OrderedDict) and not (
                 self.inert and isinstance(target, self.inert) and isinstance(target, dict)):
             raise UnsafePickleError(f"refusing to set items of a {type(target).__name__}")
-        for i in range(0, len(items), 2):
-            target[items[i]] = items[i + 1]
+        if len(items) == 2:  # SETITEM, one pair: the common case, checked against the clock now and then
+            target[items[0]] = items[1]
+            self.single_sets += 1
+            if not self.single_sets % _CHUNK:
+                self.budget.check_time("dict")
+            return
+        self.budget.fill(target, zip(items[::2], items[1::2]), "dict")
 
     def _additems(self) -> None:
         items = self.pop_mark()
         target = self.stack[-1]
         if type(target) is not set:
             raise UnsafePickleError(f"refusing to add items to a {type(target).__name__}")
-        target.update(items)
+        self.budget.fill(target, items, "set")
     dispatch[pickle.ADDITEMS[0]] = _additems
 
     def load(self) -> Any:

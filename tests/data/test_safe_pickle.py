@@ -112,3 +112,32 @@ def test_budget_grows_with_the_file():
     """A legitimately large array loads: the limits are relative to the file size."""
     big = np.zeros(80 * 2**20 // 4, np.float32)  # 80 MB of data in an 80 MB file
     assert safe_loads(pickle.dumps(big, protocol=4)).shape == big.shape
+
+
+@pytest.mark.parametrize("container", ["dict", "set"])
+def test_colliding_hash_keys_are_cut_off_at_the_deadline(container):
+    """Integers that are multiples of 2**61 - 1 all hash to 0: each insertion scans the previous keys.
+    Filling in chunks against a deadline turns that quadratic load into a one-line refusal."""
+    keys = [k * (2**61 - 1) for k in range(1, 40_001)]
+    value = {k: 0 for k in keys[:10]} if container == "dict" else set(keys[:10])  # the same opcodes, fewer keys
+    data = pickle.dumps(value, protocol=4)
+    from posec3d.safe_pickle import SafeUnpickler
+
+    assert safe_loads(data) == value
+    big = pickle.dumps({k: 0 for k in keys} if container == "dict" else set(keys), protocol=4)
+    start = time.perf_counter()
+    with pytest.raises(PickleLimitError, match="would take more than"):
+        SafeUnpickler(io.BytesIO(big), budget=Budget(len(big), seconds=0.5)).load()
+    assert time.perf_counter() - start < 5
+
+
+def test_loading_speed_of_real_data_is_kept(data_dir):
+    """The chunked filling costs little on a real file (pure-Python unpickling itself is ~8x slower
+    than C pickle; this guards against a further regression)."""
+    path = data_dir / "datasets" / "penn_action" / "penn_action_train_gt13_2d.pkl"
+    from posec3d.safe_pickle import load_path
+
+    load_path(path)
+    start = time.perf_counter()
+    load_path(path)
+    assert time.perf_counter() - start < 10
