@@ -31,3 +31,33 @@ class CheckpointError(PoseC3DError):
 
 class DownloadError(PoseC3DError):
     """A download that could not be completed (no network, HTTP error, interrupted too often)."""
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about untrusted values.
+
+    Computed from a bounded view of containers, so a value built from shared references (a
+    "billion laughs" label) or a huge array costs no more than a short one."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 4, 4, 4, 4
+    r.maxstring, r.maxlong, r.maxother = limit, limit, limit
+    try:
+        text = r.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile object's repr may fail; say what it is instead
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def message_of(error: BaseException) -> str:
+    """The one-line message of a user-facing error. An error re-raised by a DataLoader worker arrives as
+    "Caught X in DataLoader worker process N. Original Traceback ... module.X: message": keep the message."""
+    text = str(error)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+        lines = text.rstrip().splitlines()
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].startswith(prefix):
+                return " ".join([lines[i][len(prefix):], *lines[i + 1:]]).strip()
+    return " ".join(text.split("\n")).strip() if "\n" in text else text

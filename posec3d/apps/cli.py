@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from posec3d.errors import PoseC3DError
+from posec3d.errors import PoseC3DError, message_of
 
 app = typer.Typer(
     name="posec3d",
@@ -55,11 +57,19 @@ for _module in (info, extract, build_dataset, convert, vis, train, test, ensembl
     _module.register(app)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Library warnings (e.g. tensors skipped by --load-from) are messages for the user, not for
+    # debugging: one line, without the source line Python's default format adds.
+    print(f"warning: {message_of(message) if isinstance(message, BaseException) else message}",
+          file=file or sys.stderr)
+
+
 def main() -> None:
+    warnings.showwarning = _one_line_warning
     try:
         app()
     except PoseC3DError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        _print_error(message_of(e))
         sys.exit(1)
     except OSError as e:
         # A disk that filled up or went read-only under a writer that did not say which file.
@@ -67,6 +77,13 @@ def main() -> None:
 
         if not is_write_error(e):
             raise
-        message = output_error(e, e.filename if e.filename else "output")
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+        _print_error(str(output_error(e, e.filename if e.filename else "output")))
         sys.exit(1)
+
+
+def _print_error(message: str) -> None:
+    # Plain text, never markup: paths and values may contain "[red]" or "[/]", which rich would
+    # alter or reject.
+    text = Text("error: ", style="bold red")
+    text.append(message)
+    Console(stderr=True, soft_wrap=True, highlight=False).print(text)

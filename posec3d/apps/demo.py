@@ -214,6 +214,8 @@ def demo(
     device: str = typer.Option("cpu", "--device", help="torch device for the recognizer."),
     frame_png: Optional[Path] = typer.Option(None, "--save-frame", help="Also save one annotated frame "
                                              "(the middle one) as PNG."),
+    allow_unsafe: bool = typer.Option(False, "--allow-unsafe", help="Load checkpoints that pickle Python objects "
+                                      "beyond tensors and plain data (runs code from the file: trusted files only)."),
 ) -> None:
     """Recognise the action in a video: poses, skeletons drawn, top-k labels (and a timeline)."""
     from posec3d.apps.progress import progress_bar
@@ -223,7 +225,10 @@ def demo(
     if stride is not None and window is None:
         raise ConfigError("--stride needs --window")
     check_writable(out, json_out, frame_png)  # before the models load and the video is processed
-    recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
+    from posec3d.models.checkpoint import unsafe_loading_allowed
+
+    with unsafe_loading_allowed(allow_unsafe):
+        recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
     with progress_bar(max_frames, f"poses {video.name}") as update:
         annotation = extract_poses(video, max_persons=max_persons, max_frames=max_frames, progress=update)
     result = classify_annotation(recognizer, str(video), annotation, topk=topk, per_person=per_person,

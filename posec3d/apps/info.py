@@ -68,7 +68,10 @@ def info(
     from rich.table import Table
 
     console = Console()
-    table = Table(title=str(ann_file), show_header=False, title_justify="left")
+    from rich.text import Text
+
+    # Text, not str: rich would read "[...]" in a path as markup (altered, or a MarkupError).
+    table = Table(title=Text(str(ann_file)), show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("content", summary["description"])

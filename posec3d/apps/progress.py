@@ -42,4 +42,10 @@ def progress_bar(total: int | None, description: str, *, disable: bool = False) 
                 kwargs["info"] = info
             bar.update(task, **kwargs)
 
-        yield update
+        try:
+            yield update
+        except BaseException:
+            # A failed run ends with its one-line error alone: the bar is not left on screen (nor,
+            # when stderr is a file, printed there as a final frame).
+            bar.live.transient = True
+            raise

@@ -28,6 +28,8 @@ def test(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads per process "
                                           "(default: torch's; 1 is often fastest on a busy shared CPU)."),
+    allow_unsafe: bool = typer.Option(False, "--allow-unsafe", help="Load checkpoints that pickle Python objects "
+                                      "beyond tensors and plain data (runs code from the file: trusted files only)."),
 ) -> None:
     """Test a model: top-1, top-5 and mean class accuracy over the test split."""
     if threads:
@@ -41,6 +43,7 @@ def test(
     from posec3d.engine.tester import dump_scores, test as run
     from posec3d.errors import ConfigError
     from posec3d.files import atomic_write_text
+    from posec3d.models.checkpoint import unsafe_loading_allowed
 
     if model and config is not None and "=" in config:  # `--model NAME --cfg-options a=1 b=2`: KEY=VALUEs
         moved = [config] + ([checkpoint] if checkpoint is not None and "=" in checkpoint else [])
@@ -64,7 +67,7 @@ def test(
     check_writable(out, json_out)  # before the evaluation, not after it
     is_main = int(os.environ.get("RANK", "0")) == 0
     try:
-        with progress_bar(None, "test", disable=not is_main) as update:
+        with progress_bar(None, "test", disable=not is_main) as update, unsafe_loading_allowed(allow_unsafe):
             result = run(cfg, checkpoint, ann_file=ann_file, split=split, num_clips=num_clips, flip=flip,
                          batch_size=batch_size, device=device, progress=update)
     finally:

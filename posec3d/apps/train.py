@@ -32,6 +32,8 @@ def train(
                                           "(default: torch's; 1 is often fastest on a busy shared CPU)."),
     label_map: Optional[str] = typer.Option(None, "--label-map", help="Class names, one per line, for the "
                                             "confusion matrix (default: the config's label_map, else indices)."),
+    allow_unsafe: bool = typer.Option(False, "--allow-unsafe", help="Load checkpoints that pickle Python objects "
+                                      "beyond tensors and plain data (runs code from the file: trusted files only)."),
 ) -> None:
     """Train a PoseC3D model; writes checkpoints, metrics.jsonl, curves.png and confusion_matrix.png."""
     if threads:
@@ -45,6 +47,7 @@ def train(
     from posec3d.engine.config import resume_from as config_resume_from
     from posec3d.engine.trainer import train as run
     from posec3d.zoo import weights_path
+    from posec3d.models.checkpoint import unsafe_loading_allowed
 
     from posec3d.errors import ConfigError
 
@@ -66,7 +69,7 @@ def train(
     is_main = int(os.environ.get("RANK", "0")) == 0
     resume_arg = (resume_checkpoint or True) if resume else None
     try:
-        with progress_bar(None, "train", disable=not is_main) as update:
+        with progress_bar(None, "train", disable=not is_main) as update, unsafe_loading_allowed(allow_unsafe):
             result = run(cfg, work_dir, resume=resume_arg, load_from=load_from, validate=validate, seed=seed,
                          deterministic=deterministic, amp=amp, device=device, progress=update,
                          echo=typer.echo)

@@ -9,14 +9,6 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import typer
 
-from posec3d.apps.render import (
-    COCO17_EDGES,
-    COCO17_LEFT,
-    COCO17_RIGHT,
-    VideoWriter,
-    draw_label_panel,
-    draw_pose,
-)
 from posec3d.errors import AnnotationError, VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
@@ -148,6 +140,10 @@ def render_sample(
     An unreadable source video raises ``VideoError``, or, when ``warn`` is given, is reported
     through it and replaced by the blank canvas.
     """
+    # Imported here, not at the top: the renderer pulls in PyAV and PIL, which every other command
+    # would otherwise pay for at start-up.
+    from posec3d.apps.render import COCO17_EDGES, COCO17_LEFT, COCO17_RIGHT, VideoWriter, draw_label_panel, draw_pose
+
     where = f"sample {sample.get('frame_dir', sample.get('filename', '?'))!r}"
     if "keypoint" not in sample:
         raise AnnotationError(f"{where}: has no 'keypoint' array (a K400 kpfile index?); nothing to draw")

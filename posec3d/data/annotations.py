@@ -16,9 +16,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from posec3d.errors import AnnotationError
+from posec3d.errors import AnnotationError, short_repr
 from posec3d.files import atomic_write
-from posec3d.data.safe_pickle import UnsafePickleError, safe_load
+from posec3d.safe_pickle import PickleLimitError, UnsafePickleError, load_path, load_torch_zip
 
 PICKLE_PROTOCOL = 4  # readable by every Python 3.8+ pyskl / mmaction2 install
 
@@ -33,20 +33,19 @@ def load_annotation_file(path: str | os.PathLike) -> Any:
         raise AnnotationError(f"{path}: annotation file not found")
     try:
         if zipfile.is_zipfile(path):  # torch.save format (e.g. score dumps written with torch)
-            import torch
-
-            return torch.load(path, map_location="cpu", weights_only=True)
-        with open(path, "rb") as f:
-            return safe_load(f)
+            return load_torch_zip(path)
+        return load_path(path)
     except OSError as e:
         raise AnnotationError(f"{path}: cannot read ({e.strerror or e})") from None
+    except PickleLimitError as e:
+        raise AnnotationError(f"{path}: {e}") from None
     except UnsafePickleError as e:
         raise AnnotationError(f"{path}: unsafe pickle, not loaded ({e})") from None
     except Exception as e:  # noqa: BLE001
-        # Only allow-listed constructors run, so any failure here means a damaged stream:
+        # Only checked constructors run, so any failure here means a damaged stream:
         # truncation shows up as EOFError or a bad opcode, corruption as nearly anything.
         raise AnnotationError(
-            f"{path}: truncated or corrupt pickle ({type(e).__name__}: {str(e)[:120]})"
+            f"{path}: truncated or corrupt pickle ({type(e).__name__}: {short_repr(str(e), 120)})"
         ) from None
 
 
@@ -88,7 +87,11 @@ def select_split(annotations: list[dict], split: dict | None, name: str | None,
         raise AnnotationError(f"{path}: unknown split {name!r}; available splits: "
                               f"{', '.join(map(str, split))}")
     key = sample_id_key(annotations)
-    wanted = set(split[name])
+    ids = split[name]
+    if not isinstance(ids, (list, tuple, set, frozenset)) or not all(isinstance(i, (str, int)) for i in ids):
+        raise AnnotationError(f"{path}: split {short_repr(name)} must be a list of sample ids (strings), got "
+                              f"{short_repr(ids)}")
+    wanted = set(ids)
     return [a for a in annotations if isinstance(a, dict) and a.get(key) in wanted]
 
 
@@ -100,28 +103,37 @@ def _where(path, index: int, sample: Any) -> str:
 
 
 def validate_sample(sample: Any, index: int = 0, path: str | os.PathLike = "<annotations>",
-                    num_classes: int | None = None) -> None:
-    """Check one sample's keys, shapes and values; raise AnnotationError naming file and sample."""
+                    num_classes: int | None = None, for_model: bool = False) -> None:
+    """Check one sample's keys, shapes and values; raise AnnotationError naming file and sample.
+
+    ``for_model``: the sample feeds training or testing, so it also needs a label, an ``img_shape``
+    and 2-D coordinates."""
     where = _where(path, index, sample)
     if not isinstance(sample, dict):
         raise AnnotationError(f"{where}: expected a dict, got {type(sample).__name__}")
     if "frame_dir" not in sample and "filename" not in sample:
         raise AnnotationError(f"{where}: has neither 'frame_dir' nor 'filename'")
     label = sample.get("label")
+    if label is None and for_model:
+        raise AnnotationError(f"{where}: has no 'label' (training and testing need one per sample)")
     if label is not None:
-        if isinstance(label, np.ndarray) and label.size == 1:
-            label = label.item()
-        if not isinstance(label, (int, np.integer)) or isinstance(label, bool):
-            raise AnnotationError(f"{where}: label must be an int, got {label!r}")
+        if not isinstance(label, (int, np.integer)) or isinstance(label, (bool, np.bool_)):
+            raise AnnotationError(f"{where}: label must be an int, got {type(label).__name__} "
+                                  f"{short_repr(label)}")
         if label < 0 or (num_classes is not None and label >= num_classes):
             raise AnnotationError(f"{where}: label {int(label)} is out of range for "
                                   f"{num_classes if num_classes is not None else 'any'} classes")
     total = sample.get("total_frames")
-    if total is not None and (not isinstance(total, (int, np.integer)) or total < 0):
-        raise AnnotationError(f"{where}: total_frames must be a non-negative int, got {total!r}")
+    if total is not None and (not isinstance(total, (int, np.integer)) or isinstance(total, bool) or total < 0):
+        raise AnnotationError(f"{where}: total_frames must be a non-negative int, got {short_repr(total)}")
     shape = sample.get("img_shape")
-    if shape is not None and (len(tuple(shape)) != 2):
-        raise AnnotationError(f"{where}: img_shape must be (h, w), got {shape!r}")
+    if shape is None and for_model and "keypoint" in sample:
+        raise AnnotationError(f"{where}: has no 'img_shape' (h, w), which the heatmaps need")
+    if shape is not None and not (isinstance(shape, (tuple, list)) and len(shape) == 2
+                                  and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x > 0
+                                          for x in shape)):
+        raise AnnotationError(f"{where}: img_shape must be (h, w) with two positive integers, got "
+                              f"{short_repr(shape)}")
 
     if "keypoint" not in sample:
         _validate_kpfile_index(sample, where)
@@ -132,6 +144,9 @@ def validate_sample(sample: Any, index: int = 0, path: str | os.PathLike = "<ann
         raise AnnotationError(f"{where}: keypoint must be an array of shape (M, T, V, 2), got {got}")
     if not np.issubdtype(kp.dtype, np.floating):
         raise AnnotationError(f"{where}: keypoint must be float16/float32, got {kp.dtype}")
+    if for_model and kp.shape[-1] != 2:
+        raise AnnotationError(f"{where}: keypoint has {kp.shape[-1]} coordinates per joint (shape {kp.shape}); "
+                              "heatmap models need 2-D (x, y) coordinates")
     score = sample.get("keypoint_score")
     if score is not None:
         if not isinstance(score, np.ndarray) or score.shape != kp.shape[:3]:
@@ -189,7 +204,7 @@ def validate_annotations(annotations: Iterable[Any], path: str | os.PathLike = "
 
 
 def load_annotations(path: str | os.PathLike, split: str | None = None, *,
-                     num_classes: int | None = None, validate: bool = True) -> list[dict]:
+                     num_classes: int | None = None, validate: bool = True, for_model: bool = False) -> list[dict]:
     """Load the samples of ``split`` (all samples if None) from a pyskl / mmaction2 pickle.
 
     Samples are validated (shapes, frame counts, finite values, label < ``num_classes``).
@@ -204,7 +219,7 @@ def load_annotations(path: str | os.PathLike, split: str | None = None, *,
         # Report the index in the whole file, which is what a user can look up.
         position = {id(a): i for i, a in enumerate(annos)}
         for sample in selected:
-            validate_sample(sample, position[id(sample)], path, num_classes)
+            validate_sample(sample, position[id(sample)], path, num_classes, for_model)
     return selected
 
 

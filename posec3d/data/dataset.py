@@ -68,7 +68,8 @@ class PoseDataset(Dataset):
         self.start_index = start_index
         self.pipeline = pipeline if isinstance(pipeline, Compose) else Compose(pipeline or [])
         self.video_prefix, self.skeleton_prefix = self._prefixes(data_prefix)
-        self.video_infos = load_annotations(self.ann_file, split, num_classes=num_classes, validate=validate)
+        self.video_infos = load_annotations(self.ann_file, split, num_classes=num_classes, validate=validate,
+                                            for_model=True)
         self._apply_prefix()
         self._filter_by_box_score()
         self._kpfiles = _KpfileCache()

@@ -26,6 +26,9 @@ def _is_score_list(items: list) -> bool:
 
 
 def _summarize_scores(path, items: list) -> dict:
+    from posec3d.data.score_dump import check_score_items
+
+    check_score_items(items, path)  # every item numeric and labelled alike, before anything reads them
     first = np.asarray(items[0]["pred_score"])
     labels = [int(np.asarray(i["gt_label"]).reshape(-1)[0]) for i in items if "gt_label" in i]
     return dict(

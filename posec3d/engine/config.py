@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from posec3d.errors import ConfigError
+from posec3d.errors import ConfigError, short_repr
 
 SPLITS = ("train", "val", "test")
 
@@ -357,6 +357,13 @@ def is_mmaction2_layout(cfg: Config) -> bool:
     return any(f"{s}_dataloader" in cfg for s in SPLITS) and "data" not in cfg
 
 
+def count(value: Any, key: str, cfg: Config, minimum: int = 0) -> int:
+    """An integer setting (batch size, workers, epochs) checked, the error naming the config file."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{_where(cfg)}: {key} must be an integer >= {minimum}, got {short_repr(value)}")
+    return int(value)
+
+
 def require(cfg: Mapping, key: str, where: str) -> Any:
     if key not in cfg:
         raise ConfigError(f"{where}: missing key {key!r}")
@@ -385,8 +392,8 @@ def dataloader_cfg(cfg: Config, split: str) -> Config:
             raise ConfigError(f"{where}: missing key '{split}_dataloader.dataset'")
         return Config(
             dataset=loader["dataset"],
-            batch_size=int(loader.get("batch_size", 1)),
-            num_workers=int(loader.get("num_workers", 0)),
+            batch_size=count(loader.get("batch_size", 1), f"{split}_dataloader.batch_size", cfg, 1),
+            num_workers=count(loader.get("num_workers", 0), f"{split}_dataloader.num_workers", cfg),
             persistent_workers=bool(loader.get("persistent_workers", False)),
         )
     data = cfg.get("data")
@@ -399,8 +406,8 @@ def dataloader_cfg(cfg: Config, split: str) -> Config:
     default_bs = data.get("videos_per_gpu", 1) if split == "train" else 1
     return Config(
         dataset=data[split],
-        batch_size=int(per_split.get("videos_per_gpu", default_bs)),
-        num_workers=int(per_split.get("workers_per_gpu", data.get("workers_per_gpu", 0))),
+        batch_size=count(per_split.get("videos_per_gpu", default_bs), "videos_per_gpu", cfg, 1),
+        num_workers=count(per_split.get("workers_per_gpu", data.get("workers_per_gpu", 0)), "workers_per_gpu", cfg),
         persistent_workers=bool(data.get("persistent_workers", False)),
     )
 

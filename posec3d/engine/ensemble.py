@@ -25,15 +25,6 @@ class ScoreDump:
     labels: np.ndarray | None   # (N,) when the dump carries ground truth
 
 
-def _to_numpy(x, where: str) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor (mmaction2 dumps)
-        x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise AnnotationError(f"{where}: not a numeric score vector ({type(x).__name__})") from None
-
-
 def load_scores(path: str | os.PathLike) -> ScoreDump:
     """Read one score dump (pyskl list of arrays, mmaction2 list of dicts, or JSON list)."""
     from posec3d.data.annotations import load_annotation_file
@@ -46,29 +37,14 @@ def load_scores(path: str | os.PathLike) -> ScoreDump:
             items = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise AnnotationError(f"{path}: invalid JSON ({e})") from None
+        except (RecursionError, ValueError, UnicodeDecodeError) as e:  # nested too deeply, huge ints, bad text
+            raise AnnotationError(f"{path}: unreadable JSON ({type(e).__name__})") from None
     else:
         items = load_annotation_file(path)
-    if not isinstance(items, (list, tuple)) or not items:
-        raise AnnotationError(f"{path}: expected a non-empty list of per-video scores, got {type(items).__name__}")
-    rows, labels = [], []
-    for i, item in enumerate(items):
-        where = f"{path}: item {i}"
-        if isinstance(item, dict):
-            if "pred_score" not in item:
-                keys = sorted(item)
-                raise AnnotationError(f"{where}: dict without 'pred_score' (keys {keys}); multi-stream "
-                                      "(rgb/pose) dumps are not supported here")
-            rows.append(_to_numpy(item["pred_score"], where).reshape(-1))
-            if "gt_label" in item:
-                labels.append(int(_to_numpy(item["gt_label"], where).reshape(-1)[0]))
-        else:
-            rows.append(_to_numpy(item, where).reshape(-1))
-    widths = {len(r) for r in rows}
-    if len(widths) != 1:
-        raise AnnotationError(f"{path}: score vectors of different lengths {sorted(widths)}")
-    if labels and len(labels) != len(rows):
-        raise AnnotationError(f"{path}: only {len(labels)} of {len(rows)} items carry 'gt_label'")
-    return ScoreDump(str(path), np.stack(rows), np.asarray(labels, dtype=np.int64) if labels else None)
+    from posec3d.data.score_dump import check_score_items
+
+    scores, labels = check_score_items(items, path)
+    return ScoreDump(str(path), scores, labels)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -102,7 +78,11 @@ def resolve_labels(dumps: Sequence[ScoreDump], ann_file: str | None, split: str 
     if ann_file:
         from posec3d.data.annotations import load_annotations
 
-        labels = np.asarray([int(s["label"]) for s in load_annotations(ann_file, split, validate=False)])
+        from posec3d.data.score_dump import label_value
+
+        samples = load_annotations(ann_file, split, validate=False)
+        labels = np.asarray([label_value(s.get("label") if isinstance(s, dict) else None, f"{ann_file}: sample {i}")
+                             for i, s in enumerate(samples)], dtype=np.int64)
         if len(labels) != n:
             raise AnnotationError(f"{ann_file}: split {split!r} has {len(labels)} samples but the score "
                                   f"files have {n}")

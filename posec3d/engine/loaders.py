@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from posec3d.data.samplers import EvalSampler, TrainSampler, WorkerSeeder
 from posec3d.engine import config as C
 from posec3d.engine.distributed import DistInfo
-from posec3d.errors import ConfigError
+from posec3d.errors import ConfigError, PoseC3DError, message_of, short_repr
 from posec3d.registry import DATASETS
 
 
@@ -36,7 +36,46 @@ def build_dataset(ds_cfg: Mapping, where: str = "config", test_mode: bool = Fals
         raise ConfigError(f"{where}: dataset {ds_cfg.get('type')!r} has no 'pipeline'")
     if test_mode:
         ds_cfg.setdefault("test_mode", True)
-    return DATASETS.build(ds_cfg)
+    try:
+        return DATASETS.build(ds_cfg)
+    except ConfigError as e:
+        # Transforms and datasets do not know the file their settings came from: name it here.
+        if where in str(e):
+            raise
+        raise ConfigError(f"{where}: {message_of(e)}") from None
+    except TypeError as e:  # a wrong or missing argument of a dataset or transform
+        raise ConfigError(f"{where}: dataset {short_repr(ds_cfg.get('type'))}: {short_repr(str(e), 200)}") from None
+
+
+def check_fits_model(cfg: C.Config, dataset: Dataset) -> None:
+    """Refuse data the config's model cannot take, before any batch: labels beyond the classifier's
+    classes, and (for joint heatmaps of unmapped skeletons) a joint count other than the input channels."""
+    base = getattr(dataset, "dataset", dataset)
+    infos = getattr(base, "video_infos", None)
+    if not infos:
+        return
+    model = C.model_cfg(cfg)
+    ann_file = getattr(base, "ann_file", "annotations")
+    head = model.get("cls_head") or {}
+    classes = head.get("num_classes")
+    if isinstance(classes, int):
+        labels = [int(i.get("label", -1)) for i in infos]
+        if labels and max(labels) >= classes:
+            bad = next(k for k, label in enumerate(labels) if label >= classes)
+            raise ConfigError(f"{C._where(cfg)}: cls_head.num_classes is {classes} but {ann_file} has label "
+                              f"{max(labels)} (first at sample {bad}); raise num_classes or fix the labels")
+    backbone = model.get("backbone") or {}
+    channels = backbone.get("in_channels")
+    pipeline = getattr(getattr(base, "pipeline", None), "transforms", None) or []
+    names = {type(t).__name__ for t in pipeline}
+    target = next((t for t in pipeline if type(t).__name__ == "GeneratePoseTarget"), None)
+    if (isinstance(channels, int) and target is not None and getattr(target, "with_kp", False)
+            and not getattr(target, "with_limb", False) and not names & {"MapJoints", "JointToBone"}):
+        joints = {i["keypoint"].shape[2] for i in infos if hasattr(i.get("keypoint"), "shape")}
+        if joints and joints != {channels}:
+            raise ConfigError(f"{C._where(cfg)}: backbone.in_channels is {channels} but {ann_file} has "
+                              f"{'/'.join(map(str, sorted(joints)))} joints per person; set in_channels or add "
+                              "MapJoints to the pipeline")
 
 
 def dataset_labels(dataset: Dataset) -> list[int]:
@@ -67,6 +106,16 @@ def split_dataset_cfg(cfg: C.Config, split: str, ann_file: str | None = None, da
     return ds
 
 
+def _one_line_errors(batches):
+    """Re-raise a worker's PoseC3DError as the original one-line error (torch wraps it in a traceback)."""
+    try:
+        yield from batches
+    except PoseC3DError as e:
+        if "Original Traceback" not in str(e):
+            raise
+        raise type(e)(message_of(e)) from None
+
+
 @dataclass
 class Loader:
     loader: DataLoader
@@ -80,7 +129,7 @@ class Loader:
             self.sampler.set_epoch(epoch)
         if self.seeder is not None:
             self.seeder.epoch = epoch
-        return iter(self.loader)
+        return _one_line_errors(iter(self.loader))
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -88,6 +137,7 @@ class Loader:
 
 def build_train_loader(cfg: C.Config, dataset: Dataset, dist: DistInfo, seed: int) -> Loader:
     loader_cfg = C.dataloader_cfg(cfg, "train")
+    check_fits_model(cfg, dataset)
     inner_cfg, times = C.unwrap_dataset(C.dataset_cfg(cfg, "train"))
     prob = C.class_prob(cfg)
     labels = dataset_labels(dataset) if prob is not None else None

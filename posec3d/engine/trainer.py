@@ -26,7 +26,7 @@ from torch import nn
 
 from posec3d.engine import config as C
 from posec3d.engine import distributed as D
-from posec3d.engine.checkpoints import (find_latest, prune_epoch_checkpoints, restore_rng, resume_state,
+from posec3d.engine.checkpoints import (find_latest, load_optimizer_state, prune_epoch_checkpoints, restore_rng, resume_state,
                                         save_training_checkpoint)
 from posec3d.engine.evaluation import _amp_dtype, batch_labels, model_inputs, predict
 from posec3d.engine.loaders import build_dataset, build_eval_loader, build_train_loader, split_dataset_cfg
@@ -232,10 +232,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         from posec3d.models.checkpoint import load_state
 
         load_state(model, state["state_dict"], strict=True, source=f"checkpoint {resume_path}")
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{resume_path}: optimizer state does not fit this config ({e})") from None
+        load_optimizer_state(optimizer, state["optimizer"], resume_path)
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = int(state["meta"]["epoch"]), int(state["meta"]["iter"])

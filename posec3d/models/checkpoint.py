@@ -6,9 +6,9 @@ prefix. Our modules use the checkpoint key names, so loading never maps keys.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import pickle
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from posec3d.errors import CheckpointError
+from posec3d.errors import CheckpointError, short_repr
 from posec3d.files import atomic_write_bytes
 
 IGNORED_MISSING = ("num_batches_tracked",)  # old checkpoints lack these BN counters
@@ -51,72 +51,85 @@ _INERT_CLASSES = {
 }
 
 
-def _benign_globals() -> dict[str, Any]:
-    """Name -> object for the non-tensor globals a checkpoint may use without being unsafe."""
-    import numpy as np
-
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray
-    out: dict[str, Any] = {"numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # written by numpy 1.x / 2.x
-        out[f"{mod}._reconstruct"] = multiarray._reconstruct
-        out[f"{mod}.scalar"] = multiarray.scalar
-    for name in dir(getattr(np, "dtypes", None)):
-        if name.endswith("DType"):
-            out[f"numpy.dtypes.{name}"] = getattr(np.dtypes, name)
+def _inert_globals() -> dict[tuple[str, str], Any]:
+    out: dict[tuple[str, str], Any] = {}
     for name, base in _INERT_CLASSES.items():
         module, _, qualname = name.rpartition(".")
-        out[name] = type(qualname, (base,), {"__module__": module})
+        out[(module, qualname)] = type(qualname, (base,), {"__module__": module})
     return out
 
 
-def _load_with_benign_globals(path: Path, map_location: Any) -> Any:
-    """``torch.load(weights_only=True)`` that also accepts numpy values and mmengine/mmcv
-    bookkeeping objects; any other global makes it refuse (CheckpointError)."""
-    needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    benign = _benign_globals()
-    refused = [g for g in needed if g not in benign]
-    if refused:
-        shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-        raise CheckpointError(
-            f"checkpoint {path}: refused to load, it pickles Python objects beyond tensors, numbers and "
-            f"containers ({shown}). Loading it would run code from the file; if you trust the file, pass "
-            f"allow_unsafe=True (CLI: --allow-unsafe).")
+_allow_unsafe_default = False
+
+
+@contextlib.contextmanager
+def unsafe_loading_allowed(enabled: bool = True):
+    """Within this block, checkpoints load with plain ``torch.load`` (for ``--allow-unsafe``: files from
+    a trusted source that pickle other Python objects)."""
+    global _allow_unsafe_default
+    before, _allow_unsafe_default = _allow_unsafe_default, bool(enabled)
     try:
-        with torch.serialization.safe_globals([(obj, name) for name, obj in benign.items()]):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()
-        raise CheckpointError(f"checkpoint {path}: cannot be unpickled safely "
-                              f"({next((r for r in reason if 'but got' in r), reason[-1] if reason else e)}); "
-                              "if you trust the file, pass allow_unsafe=True (CLI: --allow-unsafe)") from e
+        yield
+    finally:
+        _allow_unsafe_default = before
 
 
-def read_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint file into a dict with a ``state_dict`` entry (a bare state dict is wrapped).
+_UNSAFE_HINT = "if you trust the file, pass --allow-unsafe, or allow_unsafe=True in Python"
 
-    Loading uses ``torch.load(weights_only=True)``, which refuses pickled code; numpy values and
-    mmengine / mmcv bookkeeping objects (message_hub history buffers, ConfigDicts) are accepted as
-    inert data. ``allow_unsafe=True`` unpickles anything: only for files from a trusted source.
+
+def load_checkpoint_file(path: str | os.PathLike, allow_unsafe: bool | None = None) -> Any:
+    """The object stored in a checkpoint file, loaded safely (or with ``torch.load`` if ``allow_unsafe``).
+
+    The safe path reads torch's zip format (and the legacy pre-1.6 format) through
+    ``posec3d.safe_pickle``: tensors, numbers, containers, plain numpy values and inert stand-ins for
+    mmengine / mmcv bookkeeping objects; storages are sized before they are read, and the load is
+    bounded by the file size. Any other global is refused before it is called.
     """
+    from posec3d.errors import short_repr
+    from posec3d.safe_pickle import LEGACY_MAGIC, PickleLimitError, UnsafePickleError, Budget, load_legacy_torch, load_torch_zip
+
     path = Path(path)
+    if allow_unsafe is None:
+        allow_unsafe = _allow_unsafe_default
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: file not found")
     try:
-        try:
-            obj = torch.load(path, map_location=map_location, weights_only=not allow_unsafe)
-        except pickle.UnpicklingError as e:
-            if allow_unsafe or not zipfile.is_zipfile(path):
-                reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                hint = "" if allow_unsafe else "; if you trust the file, pass allow_unsafe=True (CLI: --allow-unsafe)"
-                raise CheckpointError(f"checkpoint {path}: cannot be unpickled safely ({reason}){hint}") from e
-            obj = _load_with_benign_globals(path, map_location)
+        if allow_unsafe:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        if zipfile.is_zipfile(path):
+            return load_torch_zip(path, extra_globals=_inert_globals())
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head.startswith(b"PK\x03\x04"):
+            raise CheckpointError(f"checkpoint {path}: truncated or damaged (a zip file without its directory)")
+        if not head.startswith(b"\x80") or b"\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little") not in head:
+            raise CheckpointError(f"checkpoint {path}: not a checkpoint (neither a torch zip file nor a "
+                                  "legacy torch file)")
+        return load_legacy_torch(path.read_bytes(), Budget(path.stat().st_size))
     except CheckpointError:
         raise
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ModuleNotFoundError) as e:
-        raise CheckpointError(f"checkpoint {path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+    except PickleLimitError as e:
+        raise CheckpointError(f"checkpoint {path}: {e}") from None
+    except UnsafePickleError as e:
+        raise CheckpointError(f"checkpoint {path}: unsafe, not loaded: {e}; it holds more than tensors, numbers "
+                              f"and containers ({_UNSAFE_HINT})") from None
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path}: cannot read ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 - only checked constructors ran: the stream is damaged
+        hint = "" if allow_unsafe else "; it is damaged or not a checkpoint"
+        raise CheckpointError(f"checkpoint {path}: cannot be loaded ({type(e).__name__}: "
+                              f"{short_repr(str(e).strip().splitlines()[-1] if str(e).strip() else '', 150)}){hint}") from None
+
+
+def read_checkpoint(path: str | os.PathLike, allow_unsafe: bool | None = None, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint file into a dict with a ``state_dict`` entry (a bare state dict is wrapped).
+
+    See ``load_checkpoint_file`` for what loads safely; ``allow_unsafe=True`` (or the
+    ``unsafe_loading_allowed()`` block the CLI's ``--allow-unsafe`` opens) unpickles anything: only
+    for files from a trusted source.
+    """
+    path = Path(path)
+    obj = load_checkpoint_file(path, allow_unsafe)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {path}: expected a dict, found {type(obj).__name__}")
     if "state_dict" in obj:
@@ -125,11 +138,16 @@ def read_checkpoint(path: str | os.PathLike, allow_unsafe: bool = False, map_loc
         ckpt = {"state_dict": obj}
     else:
         raise CheckpointError(f"checkpoint {path}: no 'state_dict' entry and not a bare state dict "
-                              f"(top-level keys: {sorted(map(str, obj))[:10]})")
+                              f"(top-level keys: {short_repr(sorted(map(str, obj))[:10], 200)})")
     state = ckpt["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path}: 'state_dict' is not a mapping of tensors")
-    ckpt["state_dict"] = _strip_prefix(state, "module.")
+    if not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"checkpoint {path}: 'state_dict' has keys that are not strings")
+    state = _strip_prefix(state, "module.")
+    if map_location not in (None, "cpu") and not (isinstance(map_location, torch.device) and map_location.type == "cpu"):
+        state = OrderedDict((k, v.to(map_location)) for k, v in state.items())
+    ckpt["state_dict"] = state
     return ckpt
 
 
@@ -170,14 +188,23 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool
     model.load_state_dict(usable, strict=False)
     if not strict:
         reported_missing = [k for k in missing if not k.endswith(IGNORED_MISSING)]
-        for label, keys in (("skipped shape-mismatched tensors", mismatched), ("missing keys", reported_missing),
-                            ("unexpected keys", unexpected)):
-            if keys:
-                warnings.warn(f"{source}: {label} ({len(keys)}): {_describe(keys)}", stacklevel=3)
+        for k in own:
+            # The first conv's second dimension is the input channels (joints or limbs): a checkpoint
+            # for another skeleton layout leaves it freshly initialised, which changes what the model sees.
+            if (k in state and own[k].dim() == 5 and state[k].dim() == 5 and state[k].shape[1] != own[k].shape[1]
+                    and state[k].shape[0] == own[k].shape[0]):
+                warnings.warn(f"{source}: input conv {k} re-initialised: the checkpoint has {state[k].shape[1]} "
+                              f"input channels, this model {own[k].shape[1]} (another joint count or layout)",
+                              stacklevel=3)
+        parts = [f"{label} ({len(keys)}): {_describe(keys, 8)}" for label, keys in
+                 (("skipped shape-mismatched tensors", mismatched), ("missing keys", reported_missing),
+                  ("unexpected keys", unexpected)) if keys]
+        if parts:
+            warnings.warn(f"{source}: " + "; ".join(parts), stacklevel=3)
     return {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True, allow_unsafe: bool = False,
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True, allow_unsafe: bool | None = None,
                     map_location: Any = "cpu") -> dict:
     """Load a pyskl / mmaction2 checkpoint file into ``model``; returns the whole checkpoint dict.
 

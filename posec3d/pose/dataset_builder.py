@@ -213,12 +213,19 @@ def _close_worker() -> None:
 
 def _load_cached(path: Path) -> dict | None:
     """``{'annotation', 'warnings'}`` from a cache file, or None if it is unusable."""
+    from posec3d.safe_pickle import load_path
+
+    # Through the safe loader: a cache folder may be shared or shipped with a dataset, and a replaced
+    # file must not run code; anything unusable is extracted again.
     try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f)  # our own cache files, written atomically by this module
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
+        entry = load_path(path)
+    except Exception:  # noqa: BLE001 - refused, truncated or corrupt: all mean "extract again"
         return None
-    ok = isinstance(entry, dict) and isinstance(entry.get("annotation"), dict) and "keypoint" in entry["annotation"]
+    import numpy as np
+
+    ok = (isinstance(entry, dict) and isinstance(entry.get("annotation"), dict)
+          and isinstance(entry["annotation"].get("keypoint"), np.ndarray)
+          and isinstance(entry.get("warnings", []), list) and all(isinstance(w, str) for w in entry.get("warnings", [])))
     return entry if ok else None
 
 

@@ -186,3 +186,39 @@ def test_mmengine_training_checkpoint_with_message_hub_objects_loads_safely(tmp_
     assert ckpt["meta"]["seed"] == 255
     buffer = ckpt["message_hub"]["log_scalars"]["train/loss"]
     assert type(buffer).__name__ == "HistoryBuffer" and buffer.state["max_length"] == 100
+
+
+def test_load_from_reports_skipped_tensors_and_the_reinitialised_input_conv_in_one_line_each():
+    """Fine-tuning from a checkpoint of another joint count: the input conv cannot load, and the user
+    is told so explicitly (one line), besides the one-line list of skipped tensors."""
+    import warnings as _warnings
+
+    from torch import nn as _nn
+
+    from posec3d.models.checkpoint import load_state
+
+    class Tiny(_nn.Module):
+        def __init__(self, joints: int, classes: int):
+            super().__init__()
+            self.conv1 = _nn.Conv3d(joints, 4, 3)
+            self.fc = _nn.Linear(4, classes)
+
+    source = Tiny(20, 5).state_dict()
+    target = Tiny(17, 5)
+    before = target.conv1.weight.detach().clone()
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        diff = load_state(target, source, strict=False, source="checkpoint k.pth")
+    messages = [str(w.message) for w in caught]
+    assert diff["mismatched"] and len(messages) == 2 and all("\n" not in m for m in messages)
+    assert "input conv conv1.weight re-initialised" in messages[0] and "20 input channels" in messages[0]
+    assert "this model 17" in messages[0]
+    assert "skipped shape-mismatched tensors (1): conv1.weight" in messages[1]
+    assert torch.equal(target.conv1.weight, before) and torch.equal(target.fc.weight, source["fc.weight"])
+
+
+def test_a_torch_file_without_weights_is_named_as_such(tmp_path):
+    path = tmp_path / "meta_only.pth"
+    torch.save({"meta": {"epoch": 3}, "note": "no weights"}, path)
+    with pytest.raises(CheckpointError, match="no 'state_dict' entry and not a bare state dict"):
+        read_checkpoint(path)

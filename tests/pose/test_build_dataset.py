@@ -197,3 +197,20 @@ def test_built_dataset_feeds_the_posec3d_pipeline(built):
     imgs = item["imgs"]
     assert tuple(imgs.shape) == (1, 17, 8, 32, 32) and item["label"] == 4
     assert float(imgs.max()) > 0.5  # real joint heatmaps, not an empty volume
+
+
+def test_a_cache_file_that_would_run_code_is_refused_and_reextracted(tmp_path, data_dir):
+    """Cache files go through the safe loader: a replaced one runs nothing and is extracted again."""
+    from tests import hostile_files as H
+    from posec3d.pose.dataset_builder import _load_cached
+
+    marker = tmp_path / "MARKER"
+    cache = tmp_path / "entry.pkl"
+    cache.write_bytes(H.pickle_of({"annotation": H.runs_code(marker), "warnings": []}))
+    assert _load_cached(cache) is None and not marker.exists()
+    cache.write_bytes(H.pickle_of({"annotation": {"keypoint": H.forged_pointer_array()}, "warnings": []}))
+    assert _load_cached(cache) is None
+    good = {"annotation": {"frame_dir": "v", "keypoint": np.zeros((1, 2, 17, 2), np.float32)}, "warnings": ["w"]}
+    cache.write_bytes(pickle.dumps(good))
+    loaded = _load_cached(cache)
+    assert loaded["warnings"] == ["w"] and loaded["annotation"]["keypoint"].shape == (1, 2, 17, 2)

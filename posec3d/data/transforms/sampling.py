@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from posec3d.errors import AnnotationError, ConfigError
+from posec3d.errors import AnnotationError, ConfigError, short_repr
 from posec3d.registry import TRANSFORMS
 
 
@@ -56,6 +56,10 @@ class UniformSampleFrames:
             raise ConfigError(f"UniformSampleFrames: unknown out_of_bound_opt {out_of_bound_opt!r}")
         if isinstance(p_interval, (int, float)):
             p_interval = (float(p_interval), float(p_interval))
+        for name, value in (("clip_len", clip_len), ("num_clips", num_clips)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"UniformSampleFrames: {name} must be a positive integer, got "
+                                  f"{short_repr(value)}")
         self.clip_len = int(clip_len)
         self.num_clips = int(num_clips)
         self.seed = seed
