@@ -180,7 +180,21 @@ class _Decoder(threading.Thread):
         except Exception as e:  # noqa: BLE001 - reported as one line by the caller
             self.error = f"{self.source}: {e}"
         finally:
-            self.frames.put(None)  # the end marker always gets through: the consumer drains
+            self._put_end()
+
+    def _put_end(self) -> None:
+        """Queue the end marker: wait while the consumer still takes frames; once told to stop
+        (the consumer may be gone), make room by dropping what is left."""
+        while True:
+            try:
+                self.frames.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    try:
+                        self.frames.get_nowait()
+                    except queue.Empty:
+                        pass
 
     def _run(self) -> None:
         src = self._opened
