@@ -167,9 +167,14 @@ class StreamRecognizer:
         keypoints = keypoints * scale
         boxes = boxes * np.tile(scale, 2)
         pose_ms = (time.perf_counter() - started) * 1000
-        ids = self.tracker.update(keypoints, scores, boxes)
+        ids = [int(p) for p in self.tracker.update(keypoints, scores, boxes)]
         self.frames += 1
-        poses = {int(p): (keypoints[i], scores[i]) for i, p in enumerate(ids)}
+        # A tracker may give two detections of one person the same id: keep the more confident.
+        best: dict[int, int] = {}
+        for i, p in enumerate(ids):
+            if p not in best or scores[i].mean() > scores[best[p]].mean():
+                best[p] = i
+        poses = {p: (keypoints[i], scores[i]) for p, i in best.items()}
         self._ring.append(_Entry(index, float(t), received, poses))
         events = []
         for p in poses:
@@ -189,9 +194,9 @@ class StreamRecognizer:
             self._forget_old_frames()
         persons = []
         with self._lock:
-            for i, p in enumerate(ids):
-                lab = self._labels.get(int(p))
-                persons.append(PersonState(int(p), tuple(float(v) for v in boxes[i]), keypoints[i], scores[i],
+            for p, i in best.items():
+                lab = self._labels.get(p)
+                persons.append(PersonState(p, tuple(float(v) for v in boxes[i]), keypoints[i], scores[i],
                                            *(lab.label, lab.score, lab.unknown, lab.window) if lab else ()))
             events, self._events = self._events, []
         return StreamOutput(index, float(t), persons, events, pose_ms)
