@@ -17,9 +17,17 @@ class VideoError(PoseC3DError):
     """A missing, unreadable or truncated video."""
 
 
+class OutputError(PoseC3DError):
+    """A file or folder that cannot be written: disk full, read-only file system, no permission."""
+
+
 class ConfigError(PoseC3DError):
     """A bad config file, or a config that does not fit the data or checkpoint."""
 
 
 class CheckpointError(PoseC3DError):
     """A checkpoint that cannot be read, is unsafe, or does not fit the model."""
+
+
+class DownloadError(PoseC3DError):
+    """A download that could not be completed (no network, HTTP error, interrupted too often)."""

@@ -26,3 +26,14 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_commit_file_moves_a_finished_temporary_file_over_the_target(tmp_path):
+    from posec3d.files import commit_file
+
+    target, part = tmp_path / "model.pth", tmp_path / "model.pth.part"
+    target.write_bytes(b"old")
+    part.write_bytes(b"complete download")
+    commit_file(part, target)
+    assert target.read_bytes() == b"complete download"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]

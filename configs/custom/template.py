@@ -9,32 +9,31 @@
 #    `posec3d vis data/custom/my_dataset.pkl -o work_dirs/vis --limit 5 --label-map labels.txt`.
 # 2. Set num_classes, ann_file and the split names below.
 # 3. Pick a recipe:
-#    - a few hundred clips: keep X3D-shallow (0.24 M parameters, fast on CPU) and these settings;
-#    - thousands of clips: use the SlowOnly-R50 backbone below (uncomment it) and, if you can,
-#      start from the Kinetics-400 checkpoint (load_from) with lr 0.01 per 16 videos;
+#    - the default: SlowOnly-R50 fine-tuned from the Kinetics-400 checkpoint (`posec3d download
+#      k400-posec3d`, then `--load-from k400-posec3d`) with lr 0.0125 per 16 videos;
+#    - a few hundred clips from scratch on a CPU: the X3D-shallow backbone below (uncomment it)
+#      with lr 0.05 per 16 videos;
 #    - lr scales linearly with the total batch (videos_per_gpu x number of GPUs).
 
 num_classes = 10  # EDIT: number of lines in your label map
 
 model = dict(
     type='Recognizer3D',
+    # SlowOnly-R50 with stages 3-4-6: the backbone of the Kinetics-400 PoseC3D checkpoint, so
+    #   posec3d download k400-posec3d
+    #   posec3d train configs/custom/my_dataset.py --load-from k400-posec3d
+    # fine-tunes from it (the 400-way classifier is skipped; everything else must fit).
     backbone=dict(
-        type='X3D',
-        gamma_d=1,
-        in_channels=17,       # 17 joint heatmaps (COCO-17); use 17 limbs with the limb pipeline
-        base_channels=24,
-        num_stages=3,
-        se_ratio=None,
-        use_swish=False,
-        stage_blocks=(2, 5, 3),
-        spatial_strides=(2, 2, 2)),
-    cls_head=dict(type='I3DHead', in_channels=216, num_classes=num_classes, dropout=0.5),
-    # Bigger data / K400 fine-tuning: SlowOnly-R50 with stages 3-4-6 matches the K400 checkpoint.
+        type='ResNet3dSlowOnly', in_channels=17, base_channels=32, num_stages=3, out_indices=(2, ),
+        stage_blocks=(3, 4, 6), conv1_stride=(1, 1), pool1_stride=(1, 1), inflate=(0, 1, 1),
+        spatial_strides=(2, 2, 2), temporal_strides=(1, 1, 2)),
+    cls_head=dict(type='I3DHead', in_channels=512, num_classes=num_classes, dropout=0.5),
+    # A few hundred clips trained from scratch on a CPU: X3D-shallow (0.24 M parameters) instead,
+    # with lr 0.05 per 16 videos below.
     # backbone=dict(
-    #     type='ResNet3dSlowOnly', in_channels=17, base_channels=32, num_stages=3, out_indices=(2, ),
-    #     stage_blocks=(3, 4, 6), conv1_stride=(1, 1), pool1_stride=(1, 1), inflate=(0, 1, 1),
-    #     spatial_strides=(2, 2, 2), temporal_strides=(1, 1, 2)),
-    # cls_head=dict(type='I3DHead', in_channels=512, num_classes=num_classes, dropout=0.5),
+    #     type='X3D', gamma_d=1, in_channels=17, base_channels=24, num_stages=3, se_ratio=None,
+    #     use_swish=False, stage_blocks=(2, 5, 3), spatial_strides=(2, 2, 2)),
+    # cls_head=dict(type='I3DHead', in_channels=216, num_classes=num_classes, dropout=0.5),
     test_cfg=dict(average_clips='prob'))
 
 dataset_type = 'PoseDataset'
@@ -91,7 +90,7 @@ data = dict(
     val=dict(type=dataset_type, ann_file=ann_file, split=val_split, pipeline=val_pipeline),
     test=dict(type=dataset_type, ann_file=ann_file, split=val_split, pipeline=test_pipeline))
 
-optimizer = dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=0.0003)  # for 16 videos per step
+optimizer = dict(type='SGD', lr=0.0125, momentum=0.9, weight_decay=0.0003)  # for 16 videos per step
 optimizer_config = dict(grad_clip=dict(max_norm=40, norm_type=2))
 lr_config = dict(policy='CosineAnnealing', by_epoch=False, min_lr=0)
 total_epochs = 12
@@ -99,9 +98,8 @@ checkpoint_config = dict(interval=1)
 evaluation = dict(interval=1, metrics=['top_k_accuracy', 'mean_class_accuracy'], topk=(1, 5))
 log_config = dict(interval=20, hooks=[dict(type='TextLoggerHook')])
 log_level = 'INFO'
-# K400 fine-tuning: download
-#   https://download.openmmlab.com/mmaction/skeleton/posec3d/k400_posec3d-041f49c6.pth
-# and set load_from to its path (loaded non-strictly: the 400-way classifier is skipped).
+# K400 fine-tuning: `posec3d download k400-posec3d`, then `--load-from k400-posec3d` on the command
+# line or load_from = 'k400-posec3d' here (loaded non-strictly: the 400-way classifier is skipped).
 load_from = None
 resume_from = None
 work_dir = './work_dirs/custom/my_dataset'  # EDIT

@@ -52,8 +52,11 @@ def build_dataset(
 ) -> None:
     """Extract poses from every listed video into one pyskl-format dataset file."""
     from posec3d.apps.progress import progress_bar
+    from posec3d.files import check_writable
     from posec3d.pose.dataset_builder import build_dataset as build
 
+    check_writable(out)  # before the workers start: a read-only output folder fails now, in one line
+    check_writable(cache_dir if cache_dir is not None else out.with_name(out.name + ".cache"), folders=True)
     with progress_bar(None, "build-dataset") as update:
         report = build(lists, out, split_names=split_names, workers=workers, cache_dir=cache_dir,
                        label_map=label_map, max_persons=max_persons, max_frames=max_frames, stride=stride,

@@ -62,3 +62,12 @@ def main() -> None:
     except PoseC3DError as e:
         Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
         sys.exit(1)
+    except OSError as e:
+        # A disk that filled up or went read-only under a writer that did not say which file.
+        from posec3d.files import is_write_error, output_error
+
+        if not is_write_error(e):
+            raise
+        message = output_error(e, e.filename if e.filename else "output")
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+        sys.exit(1)

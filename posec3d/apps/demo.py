@@ -26,8 +26,8 @@ def write_json(path: Path, doc: dict) -> None:
 def demo(
     video: Path = typer.Argument(..., help="Input video (anything PyAV/ffmpeg reads)."),
     out: Path = typer.Option(..., "-o", "--out", help="Annotated output video (.mp4)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Bundled model name (see `posec3d models`); "
-                                        "default: penn-action."),
+    model: Optional[str] = typer.Option(None, "--model", help="A model name from `posec3d models`: "
+                                        "bundled, or released and downloaded; default: penn-action."),
     config: Optional[Path] = typer.Option(None, "--config", help="Config file (pyskl / mmaction2 / posec3d)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint matching --config."),
     label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line."),
@@ -51,12 +51,14 @@ def demo(
 ) -> None:
     """Recognise the action in a video: poses, skeletons drawn, top-k labels (and a timeline)."""
     from posec3d.apps.progress import progress_bar
+    from posec3d.files import check_writable
     from posec3d.stream import analyse_video, display_label, load_recognizer, render_video
 
     if stride is not None and window is None:
         raise ConfigError("--stride needs --window")
     if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
         raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
+    check_writable(out, json_out, frame_png)  # before the models load and the video is processed
     recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
     with progress_bar(max_frames, f"poses {video.name}") as update:
         result = analyse_video(video, recognizer, topk=topk, per_person=per_person, window=window, stride=stride,

@@ -19,7 +19,7 @@ from typing import Optional
 
 import typer
 
-from posec3d.errors import AnnotationError, ConfigError, PoseC3DError
+from posec3d.errors import AnnotationError, ConfigError
 from posec3d.files import atomic_write, atomic_write_text
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
@@ -35,9 +35,10 @@ def find_videos(root: Path) -> list[Path]:
 def read_truth(list_file: Path, root: Path, labels: list[str]) -> dict[str, str]:
     """``path<whitespace>label`` lines -> {key: class name}; keys are the relative path, name and stem.
 
-    The label is a class index into the label map or a class name (names outside the label map
-    are kept: such videos simply can never be correct).
+    The label is a class index into the label map or one of its class names; anything else (a
+    misspelt name) is an error, since it would silently become a class the model never predicts.
     """
+    known = set(labels)
     truth: dict[str, str] = {}
     try:
         lines = list_file.read_text(encoding="utf-8").splitlines()
@@ -57,6 +58,13 @@ def read_truth(list_file: Path, root: Path, labels: list[str]) -> dict[str, str]
                 raise AnnotationError(f"{list_file}:{n}: label {index} is outside the label map "
                                       f"(0..{len(labels) - 1})")
             label = labels[index]
+        elif label not in known:
+            import difflib
+
+            close = difflib.get_close_matches(label, labels, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise AnnotationError(f"{list_file}:{n}: class {label[:80]!r} is not in the model's label map "
+                                  f"({len(labels)} classes){hint}")
         p = Path(path)
         if p.is_absolute():
             try:
@@ -82,7 +90,9 @@ def _file_key(path: Path) -> dict:
 
 
 def cache_key(video: Path, settings: dict) -> str:
-    doc = json.dumps({"v": CACHE_VERSION, "video": str(video.resolve()), "file": _file_key(video),
+    # The path as listed, not resolved: 40 symlinks to one video are 40 videos with 40 outputs
+    # (their contents still key the cache through size and mtime of the target).
+    doc = json.dumps({"v": CACHE_VERSION, "video": str(video.absolute()), "file": _file_key(video),
                       "settings": settings}, sort_keys=True)
     return hashlib.sha1(doc.encode()).hexdigest()
 
@@ -195,13 +205,26 @@ def summary_tables(rows: list[dict]):
         per_class.append({"class": c, "videos": len(members), "correct": hits, "accuracy": hits / len(members)})
     per_class = pd.DataFrame(per_class, columns=["class", "videos", "correct", "accuracy"])
     if len(per_class):
-        overall.loc[len(overall)] = ("mean_class_accuracy", float(per_class["accuracy"].mean()))
+        overall.loc[len(overall)] = ("mean_class_accuracy", _mean_class_accuracy(scored))
     predicted = sorted({r["predictions"][0]["label"] for r in scored})
     names = classes + [p for p in predicted if p not in classes]
     confusion = pd.DataFrame(0, index=pd.Index(names, name="true \\ predicted"), columns=names)
     for r in scored:
         confusion.loc[r["true_label"], r["predictions"][0]["label"]] += 1
     return overall, per_class, confusion
+
+
+def _mean_class_accuracy(scored: list[dict]) -> float:
+    """`posec3d test`'s definition (engine.metrics, mmaction2's): a class only predicted counts 0."""
+    import numpy as np
+
+    from posec3d.engine.metrics import mean_class_accuracy
+
+    names = sorted({r["true_label"] for r in scored} | {r["predictions"][0]["label"] for r in scored})
+    index = {name: i for i, name in enumerate(names)}
+    one_hot = np.zeros((len(scored), len(names)))
+    one_hot[np.arange(len(scored)), [index[r["predictions"][0]["label"]] for r in scored]] = 1
+    return mean_class_accuracy(one_hot, [index[r["true_label"]] for r in scored])
 
 
 def write_reports(out_dir: Path, rows: list[dict], topk: int) -> tuple[Path, Path]:
@@ -237,7 +260,7 @@ def demo_folder(
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (videos, CSV, Excel report, cache)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="'video_path label' lines "
                                                "(label: class index or name) for accuracy figures."),
-    model: Optional[str] = typer.Option(None, "--model", help="Bundled model name (default: penn-action)."),
+    model: Optional[str] = typer.Option(None, "--model", help="A model name from `posec3d models`: bundled, or released and downloaded (default: penn-action)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Config file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint matching --config."),
     label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line."),
@@ -260,17 +283,20 @@ def demo_folder(
 
     if not video_dir.is_dir():
         raise ConfigError(f"{video_dir}: not a folder")
+    if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
+        raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
     videos = find_videos(video_dir)
     if not videos:
         raise ConfigError(f"{video_dir}: no videos found (extensions: {' '.join(VIDEO_EXTENSIONS)})")
+    from posec3d.files import check_writable
+
+    check_writable(out_dir, folders=True)
     recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
     truth = read_truth(annotations, video_dir, recognizer.labels) if annotations else {}
     settings = {"model": model, "config": str(config and config.resolve()),
                 "checkpoint": _checkpoint_identity(recognizer), "topk": topk, "max_persons": max_persons,
                 "max_frames": max_frames, "num_clips": num_clips}
     out_dir.mkdir(parents=True, exist_ok=True)
-    if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
-        raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
     import contextlib
 
     import torch

@@ -50,6 +50,9 @@ def export_onnx_command(
     from posec3d.models.checkpoint import load_checkpoint
     from posec3d.models.onnx_export import compare_with_onnxruntime, export_onnx
 
+    from posec3d.files import check_writable
+
+    check_writable(output)
     dynamic = batch == "dynamic"
     if not dynamic and not (batch.isdigit() and int(batch) > 0):
         raise ConfigError(f"--batch must be a positive number or 'dynamic', got {batch!r}")

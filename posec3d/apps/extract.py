@@ -32,9 +32,11 @@ def extract(
     """Extract 2D poses (COCO-17) from VIDEO into a pyskl-format annotation file."""
     from posec3d.apps.progress import progress_bar
     from posec3d.pose.extract import VideoTruncatedWarning, extract_video, save_annotation_file
+    from posec3d.files import check_writable
     from posec3d.pose.video import VideoReader
 
     VideoReader(video).close()  # a missing or unreadable video fails before the model loads
+    check_writable(out)  # and a read-only output folder too
     estimator = build_estimator(pose_model, det_model, max_persons)
     try:
         with warnings.catch_warnings(record=True) as caught, progress_bar(None, f"extract {video.name}") as update:

@@ -22,10 +22,12 @@ def info(
     split: Optional[str] = typer.Option(None, "--split", help="Statistics of this split only."),
     label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line "
                                              "(line i = label i), shown next to the per-class counts."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A model config: its cls_head.num_classes is "
+                                          "the class count (otherwise the label map's length)."),
 ) -> None:
     """Samples per split, classes, persons, frames, keypoint layout and dtypes of a pickle."""
     from posec3d.data.summary import summarize
-    from posec3d.errors import AnnotationError
+    from posec3d.errors import AnnotationError, ConfigError
 
     summary = summarize(ann_file, split)
     names: list[str] = []
@@ -37,6 +39,27 @@ def info(
         if missing:
             raise AnnotationError(f"{label_map}: {len(names)} class names, but {ann_file} uses label {missing[-1]}")
         summary["class_names"] = {k: names[int(k)] for k in summary["class_counts"]}
+        if summary.get("kind") != "scores":
+            summary["num_classes"], summary["num_classes_from"] = len(names), "label map"
+        elif len(names) != summary["num_classes"]:
+            raise AnnotationError(f"{label_map}: {len(names)} class names, but {ann_file} holds scores of "
+                                  f"{summary['num_classes']} classes")
+    if config is not None:
+        from posec3d.engine.config import load_config, model_cfg
+        from posec3d.engine.evaluation import model_num_classes
+
+        classes = model_num_classes(model_cfg(load_config(config)))
+        if classes is None:
+            raise ConfigError(f"{config}: model.cls_head.num_classes is missing")
+        highest = summary.get("highest_label")
+        if highest is not None and highest >= classes:
+            raise AnnotationError(f"{ann_file}: uses label {highest}, outside the {classes} classes of {config}")
+        if summary.get("kind") == "scores" and summary["num_classes"] != classes:
+            raise AnnotationError(f"{ann_file}: score vectors of {summary['num_classes']} classes, but {config} "
+                                  f"has {classes}")
+        if names and len(names) != classes:
+            raise ConfigError(f"{label_map}: {len(names)} class names for the {classes} classes of {config}")
+        summary["num_classes"], summary["num_classes_from"] = classes, "config"
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -53,9 +76,12 @@ def info(
     splits = summary["splits"]
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in splits.items()) if splits else "none")
     classes = summary["num_classes"]
+    present = summary.get("labels_present")
     if classes is not None:
-        present = summary.get("labels_present")
         table.add_row("classes", f"{classes}" + (f" ({present} present)" if present not in (None, classes) else ""))
+    elif summary.get("highest_label") is not None:
+        table.add_row("classes", f"unknown: {present} labels present, highest {summary['highest_label']} "
+                                 "(--label-map or --config gives the count)")
     if summary["keypoints_per_person"] is not None:
         layout = summary.get("layout")
         coords = summary.get("coords_per_joint")

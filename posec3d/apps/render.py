@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -222,11 +221,15 @@ class VideoWriter:
         self._stream = None
 
     def __enter__(self) -> "VideoWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
-                                         dir=self.path.parent)
-        os.close(fd)
-        self._container = av.open(self._tmp, mode="w", format="mp4")
+        from posec3d.files import output_error, temp_path_for
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = temp_path_for(self.path, keep_suffix=True)
+            self._container = av.open(self._tmp, mode="w", format="mp4")
+        except OSError as e:
+            self._discard()
+            raise output_error(e, self.path) from None
         stream = self._container.add_stream(self.codec, rate=self.fps)
         stream.width = self.width + self.width % 2
         stream.height = self.height + self.height % 2
@@ -238,6 +241,10 @@ class VideoWriter:
         self._stream = stream
         return self
 
+    def _discard(self) -> None:
+        if self._tmp and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+
     def write(self, frame: np.ndarray) -> None:
         """Append one RGB uint8 frame of exactly (height, width, 3)."""
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
@@ -246,27 +253,41 @@ class VideoWriter:
         if self.width % 2 or self.height % 2:
             frame = np.pad(frame, ((0, self.height % 2), (0, self.width % 2), (0, 0)))
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
+        except OSError as e:  # the disk filled up (or went read-only) under the encoder
+            from posec3d.files import is_write_error, output_error
+
+            if is_write_error(e):
+                raise output_error(e, self.path) from None
+            raise
         self.frames_written += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from posec3d.files import output_error
+
         try:
             if exc_type is None:
                 if self.frames_written == 0:
                     raise VideoError(f"{self.path}: no frames were written")
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
-            self._container.close()
+            try:
+                self._container.close()
+            except OSError:
+                if exc_type is None:
+                    raise
             if exc_type is None:
                 # mkstemp files are private (0600); give the video the usual umask permissions.
                 umask = os.umask(0)
                 os.umask(umask)
                 os.chmod(self._tmp, 0o666 & ~umask)
                 os.replace(self._tmp, self.path)
+        except OSError as e:
+            raise output_error(e, self.path) from None
         finally:
-            if self._tmp and os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+            self._discard()
 
 
 def read_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:

@@ -12,7 +12,8 @@ def test(
     config: Optional[str] = typer.Argument(None, help="Config file (omit with --model)."),
     checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint to evaluate (omit with --model)."),
     extra: Optional[List[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="More --cfg-options items."),
-    model: Optional[str] = typer.Option(None, "--model", help="A bundled model name instead of CONFIG CHECKPOINT."),
+    model: Optional[str] = typer.Option(None, "--model", help="A model name from `posec3d models` (bundled, or "
+                                        "released and downloaded) instead of CONFIG CHECKPOINT."),
     ann_file: Optional[str] = typer.Option(None, "--ann-file", help="Annotation file (default: the config's)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split of the annotation file (default: the config's)."),
     out: Optional[str] = typer.Option(None, "--out", help="Dump per-video scores here (pyskl format: a pickled "
@@ -41,21 +42,26 @@ def test(
     from posec3d.errors import ConfigError
     from posec3d.files import atomic_write_text
 
-    if model and checkpoint is None and config is not None and "=" in config:
-        extra, config = [config, *(extra or [])], None  # `--model NAME --cfg-options a=1 b=2`
+    if model and config is not None and "=" in config:  # `--model NAME --cfg-options a=1 b=2`: KEY=VALUEs
+        moved = [config] + ([checkpoint] if checkpoint is not None and "=" in checkpoint else [])
+        extra, config = [*moved, *(extra or [])], None
+        checkpoint = None if len(moved) == 2 else checkpoint
     if model:
         if config or checkpoint:
             raise ConfigError("give either --model NAME or CONFIG CHECKPOINT, not both")
         from posec3d.zoo import resolve_model
 
-        bundled = resolve_model(model)
-        config, checkpoint = str(bundled.config), str(bundled.checkpoint)
+        named = resolve_model(model)
+        config, checkpoint = str(named.config), str(named.checkpoint)
     elif not (config and checkpoint):
         raise ConfigError("posec3d test needs CONFIG and CHECKPOINT (or --model NAME)")
     options, positional = split_extra(extra, cfg_options)
     if positional:
         raise ConfigError(f"unexpected arguments {positional!r}")
     cfg = load_config(config, options)
+    from posec3d.files import check_writable
+
+    check_writable(out, json_out)  # before the evaluation, not after it
     is_main = int(os.environ.get("RANK", "0")) == 0
     try:
         with progress_bar(None, "test", disable=not is_main) as update:

@@ -16,8 +16,10 @@ def train(
                                            "(default: the config's work_dir, else work_dirs/<config name>)."),
     resume: bool = typer.Option(False, "--resume", help="Resume: `--resume` alone takes the work dir's "
                                 "latest.pth, `--resume CKPT` that checkpoint."),
-    load_from: Optional[str] = typer.Option(None, "--load-from", help="Fine-tune from these weights (pyskl, "
-                                            "mmaction2 or ours); a classifier of another size is skipped."),
+    load_from: Optional[str] = typer.Option(None, "--load-from", help="Fine-tune from these weights: a "
+                                            "checkpoint file (pyskl, mmaction2 or ours) or a model name from "
+                                            "`posec3d models` (downloaded first with `posec3d download NAME`); "
+                                            "a classifier of another size is skipped."),
     validate: bool = typer.Option(False, "--validate", help="Evaluate on the val split after every epoch."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the config's, else random)."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms (bitwise "
@@ -28,6 +30,8 @@ def train(
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads per process "
                                           "(default: torch's; 1 is often fastest on a busy shared CPU)."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Class names, one per line, for the "
+                                            "confusion matrix (default: the config's label_map, else indices)."),
 ) -> None:
     """Train a PoseC3D model; writes checkpoints, metrics.jsonl, curves.png and confusion_matrix.png."""
     if threads:
@@ -37,7 +41,10 @@ def train(
     from posec3d.apps.progress import progress_bar
     from posec3d.engine import distributed as D
     from posec3d.engine.config import load_config
+    from posec3d.engine.config import load_from as config_load_from
+    from posec3d.engine.config import resume_from as config_resume_from
     from posec3d.engine.trainer import train as run
+    from posec3d.zoo import weights_path
 
     from posec3d.errors import ConfigError
 
@@ -50,6 +57,12 @@ def train(
     if resume_checkpoint and not resume:
         raise ConfigError(f"unexpected argument {resume_checkpoint!r} (did you mean --resume {resume_checkpoint}?)")
     cfg = load_config(config, options)
+    if label_map:
+        cfg["label_map"] = label_map  # kept in the work dir's config.py for later tools
+    if not resume and not config_resume_from(cfg):
+        load_from = load_from or config_load_from(cfg)
+        if load_from:  # a model name, a released URL or a file (SPEC §3.2's load_from URLs resolve)
+            load_from = weights_path(load_from)
     is_main = int(os.environ.get("RANK", "0")) == 0
     resume_arg = (resume_checkpoint or True) if resume else None
     try:

@@ -21,7 +21,7 @@ from posec3d.errors import AnnotationError, VideoError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
 # Joint layouts drawn as COCO-17 skeletons (index maps from posec3d.data.skeletons); "auto" picks
-# by joint count where that is unambiguous (20-joint Kinect files come in two orders).
+# by joint count, and for 20-joint Kinect files (two orders) by where the head is.
 LAYOUTS = ("auto", "coco17", "penn_action", "jhmdb", "kinect20", "msr_action3d")
 AUTO_LAYOUT = {17: "coco17", 13: "penn_action", 15: "jhmdb"}
 
@@ -45,12 +45,24 @@ def to_coco17(keypoint: np.ndarray, score: np.ndarray, layout: str) -> tuple[np.
     kp = keypoint[:, :, np.maximum(idx, 0)]
     sc = np.where(idx >= 0, score[:, :, np.maximum(idx, 0)], 0).astype(np.float32)
     return kp, sc
+def kinect20_order(keypoint: np.ndarray, score: np.ndarray) -> str:
+    """Which of the two 20-joint Kinect v1 orders a sample uses: 'kinect20' (SDK / UTKinect order,
+    joint 19 = right foot) or 'msr_action3d' (joint 19 = head). In image coordinates (y down) a
+    head is above the middle of the body and a foot below it."""
+    seen = score[..., 19] > 0
+    if not seen.any():
+        return "kinect20"
+    valid = np.where(score > 0, keypoint[..., 1], np.nan)[seen]  # (N, V) y of confident joints
+    middle = np.nanmedian(valid, axis=-1)
+    return "msr_action3d" if float(np.mean(keypoint[..., 19, 1][seen] - middle)) < 0 else "kinect20"
+
+
 CANVAS_GREY = 24  # blank canvas: near black, so the dark label box still shows its edge
 
 
 def find_video(sample: dict, video_root: str | os.PathLike | None, ann_dir: Path | None = None) -> Path | None:
     """The sample's source video: its ``filename`` / ``file_path`` key (absolute, or relative to
-    ``video_root`` or the annotation folder), else ``<video_root>/<frame_dir>.{mp4,avi,mkv}``."""
+    ``video_root`` or the annotation folder), else ``<video_root>/<frame_dir>[_rgb].{mp4,avi,mkv}``."""
     roots = [Path(r) for r in (video_root, ann_dir) if r is not None]
     for key in ("filename", "file_path"):
         name = sample.get(key)
@@ -61,10 +73,12 @@ def find_video(sample: dict, video_root: str | os.PathLike | None, ann_dir: Path
                     return candidate
     frame_dir = sample.get("frame_dir")
     if video_root is not None and frame_dir:
-        for ext in VIDEO_EXTENSIONS:
-            candidate = Path(video_root) / f"{frame_dir}{ext}"
-            if candidate.is_file():
-                return candidate
+        # NTU RGB+D names its videos <frame_dir>_rgb.avi (S001C001P001R001A001_rgb.avi).
+        for stem in (frame_dir, f"{frame_dir}_rgb"):
+            for ext in VIDEO_EXTENSIONS:
+                candidate = Path(video_root) / f"{stem}{ext}"
+                if candidate.is_file():
+                    return candidate
     return None
 
 
@@ -142,7 +156,7 @@ def render_sample(
     scores = sample.get("keypoint_score")
     scores = np.ones(kp.shape[:3], np.float32) if scores is None else np.asarray(scores, np.float32)
     if layout == "auto":
-        layout = AUTO_LAYOUT.get(num_joints, "points")
+        layout = AUTO_LAYOUT.get(num_joints) or (kinect20_order(kp, scores) if num_joints == 20 else "points")
     kp, scores = to_coco17(kp, scores, layout)
     img_h, img_w = (int(v) for v in sample.get("img_shape") or (0, 0))
     video = find_video(sample, video_root, ann_dir)
@@ -190,7 +204,8 @@ def vis(
                                    "img_shape's own size)."),
     score_thr: float = typer.Option(0.3, "--score-thr", help="Hide joints scoring below this."),
     layout: str = typer.Option("auto", "--layout", help="Joint layout, drawn as COCO-17: auto (17 "
-                               "COCO, 13 Penn Action, 15 JHMDB; others as points), coco17, penn_action, "
+                               "COCO, 13 Penn Action, 15 JHMDB, 20 Kinect v1 in either order; others as "
+                               "points), coco17, penn_action, "
                                "jhmdb, kinect20 (NTU/UTKinect order), msr_action3d."),
 ) -> None:
     """Draw skeleton videos with their label, over the original frames when the video is found."""
@@ -198,7 +213,10 @@ def vis(
     from posec3d.data.annotations import load_annotations
     from posec3d.zoo import read_label_map
 
+    from posec3d.files import check_writable
+
     samples = load_annotations(ann_file, split=split)
+    check_writable(out_dir, folders=True)
     if limit is not None:
         samples = samples[:limit]
     if not samples:

@@ -147,6 +147,19 @@ def validate_sample(sample: Any, index: int = 0, path: str | os.PathLike = "<ann
         bad = np.argwhere(~np.isfinite(kp))[0]
         raise AnnotationError(f"{where}: keypoint contains NaN or inf coordinates "
                               f"(first at person {bad[0]}, frame {bad[1]}, joint {bad[2]})")
+    _check_image_size(sample, where)
+
+
+def _check_image_size(sample: dict, where: str) -> None:
+    """img_shape / original_shape: two positive sizes (a negative one would flip every heatmap)."""
+    for key in ("img_shape", "original_shape"):
+        shape = sample.get(key)
+        if shape is None:
+            continue
+        sizes = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else ()
+        if len(sizes) != 2 or not all(isinstance(v, (int, float, np.integer, np.floating))
+                                      and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in sizes):
+            raise AnnotationError(f"{where}: {key} must be two positive sizes (h, w), got {str(shape)[:80]}")
 
 
 def _validate_kpfile_index(sample: dict, where: str) -> None:

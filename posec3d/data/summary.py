@@ -32,11 +32,53 @@ def _summarize_scores(path, items: list) -> dict:
         file=str(path), kind="scores",
         description=f"score file: a list of {len(items)} prediction dicts "
                     f"({', '.join(sorted(items[0]))}), not an annotation file",
-        num_samples=len(items), splits={}, num_classes=int(first.shape[-1]),
+        num_samples=len(items), splits={}, num_classes=int(first.shape[-1]), num_classes_from="score vectors",
         class_counts={str(k): v for k, v in sorted(Counter(labels).items())},
         keypoints_per_person=None, persons=None, frames=None,
         dtypes=dict(pred_score=str(getattr(items[0]["pred_score"], "dtype", type(first).__name__))),
     )
+
+
+def _is_score_arrays(items: Any) -> bool:
+    """pyskl's ``test --out`` dump (ours too): a list of per-video 1-D score arrays of one length."""
+    if not isinstance(items, list) or not items:
+        return False
+    rows = items[:5] + items[-5:]
+    return (all(isinstance(r, np.ndarray) and r.ndim == 1 and np.issubdtype(r.dtype, np.number) for r in rows)
+            and len({len(r) for r in rows}) == 1)
+
+
+def _summarize_score_arrays(path, items: list) -> dict:
+    rows = [np.asarray(r) for r in items]
+    widths = sorted({len(r) for r in rows})
+    if len(widths) != 1 or not all(r.ndim == 1 and np.issubdtype(r.dtype, np.number) for r in rows):
+        raise AnnotationError(f"{path}: a score list whose items are not all 1-D numeric vectors of one length")
+    return dict(
+        file=str(path), kind="scores",
+        description=f"score file: a list of {len(rows)} per-video score vectors (the `posec3d test --out` / "
+                    "pyskl dump), not an annotation file",
+        num_samples=len(rows), splits={}, num_classes=widths[0], num_classes_from="score vectors",
+        class_counts={}, keypoints_per_person=None, persons=None, frames=None,
+        dtypes=dict(scores="/".join(sorted({str(r.dtype) for r in rows}))),
+    )
+
+
+def _read_json_scores(path) -> list:
+    import json
+
+    try:
+        items = json.loads(open(path, encoding="utf-8").read())
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{path}: invalid JSON ({str(e)[:80]})") from None
+    try:
+        rows = [np.asarray(r, dtype=np.float64) for r in items] if isinstance(items, list) else None
+    except (TypeError, ValueError):
+        rows = None
+    if not rows or not _is_score_arrays(rows):
+        raise AnnotationError(f"{path}: not a score dump (expected a JSON list of per-video score lists)")
+    return rows
 
 
 def _is_kpfile(data: Any) -> bool:
@@ -65,7 +107,11 @@ def summarize(path: str | os.PathLike, split_name: str | None = None) -> dict[st
     Every sample is validated, so a malformed file raises one AnnotationError naming the sample.
     ``split_name`` restricts the statistics (not the split table) to one split.
     """
+    if str(path).lower().endswith(".json"):  # `posec3d test --out scores.json`
+        return _summarize_score_arrays(path, _read_json_scores(path))
     data = load_annotation_file(path)
+    if _is_score_arrays(data):
+        return _summarize_score_arrays(path, data)
     if isinstance(data, list) and _is_score_list(data):
         return _summarize_scores(path, data)
     if _is_kpfile(data):
@@ -98,7 +144,10 @@ def summarize(path: str | os.PathLike, split_name: str | None = None) -> dict[st
         file=str(path), kind=kind, description=description, split=split_name,
         num_samples=len(items),
         splits={name: len(ids) for name, ids in (split or {}).items()},
-        num_classes=(max(labels) + 1) if labels else None,
+        # The highest label is not the class count (NTU samples with labels 0 and 54 are not 55
+        # classes): only a label map or a config says; `posec3d info` fills it from those.
+        num_classes=None, num_classes_from=None,
+        highest_label=max(labels) if labels else None,
         labels_present=len(set(labels)),
         class_counts={str(k): n for k, n in sorted(Counter(labels).items())},
         keypoints_per_person=v,

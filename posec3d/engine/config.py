@@ -243,6 +243,12 @@ def apply_options(cfg: Config, options: Mapping[str, Any] | Iterable[str], sourc
         options = parsed
     for key, value in options.items():
         parts = key.split(".")
+        if parts[0] not in cfg and parts[0] not in KNOWN_TOP_LEVEL_KEYS:
+            raise ConfigError(f"{source}: --cfg-options {key}: unknown key {parts[0]!r} (not in the config "
+                              f"and not read by posec3d){_did_you_mean(parts[0], set(cfg) | KNOWN_TOP_LEVEL_KEYS)}")
+        if len(parts) == 1 and not isinstance(cfg.get(key), Mapping):
+            _set_variable(cfg, key, value)
+            continue
         node: Any = cfg
         for depth, part in enumerate(parts[:-1]):
             node = _child(node, part, key, source, create=True)
@@ -254,6 +260,68 @@ def apply_options(cfg: Config, options: Mapping[str, Any] | Iterable[str], sourc
         else:
             raise ConfigError(f"{source}: cannot set {key!r}: {'.'.join(parts[:-1])} is not a dict or list")
     return cfg
+
+
+#: Top-level keys posec3d reads (both layouts). An option may add one of these even when the file
+#: lacks it; any other key missing from the file is a typo (``totl_epochs=0``) and is reported.
+KNOWN_TOP_LEVEL_KEYS = frozenset({
+    "model", "data", "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg",
+    "test_cfg", "total_epochs", "evaluation", "optimizer", "optim_wrapper", "optimizer_config",
+    "lr_config", "param_scheduler", "default_hooks", "checkpoint_config", "log_config", "randomness",
+    "seed", "load_from", "resume_from", "resume", "heatmap_on", "norm_eval", "sync_bn", "max_persons",
+    "work_dir", "find_unused_parameters", "ann_file", "label_map",
+})
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(c for c in choices if not c.startswith("_")), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _set_variable(cfg: Config, key: str, value: Any) -> None:
+    """Set a top-level value and everywhere the file used it as a variable.
+
+    ``ann_file = '...'`` at the top of a config is copied into the split datasets when the file
+    runs, so setting only the top-level name would change nothing. Every dict entry of the same
+    name that holds the old value is updated too (split datasets with their own, different
+    ``ann_file`` keep it). ``ann_file`` on a config without that variable sets every split's.
+    """
+    missing = object()
+    old = cfg.get(key, missing)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                if k == key and old is not missing and _same_value(v, old):
+                    node[k] = _wrap(value)
+                else:
+                    visit(v)
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                visit(v)
+
+    for k, v in list(cfg.items()):
+        if k != key and not k.startswith("_"):
+            visit(v)
+    if key == "ann_file" and old is missing:
+        for split in SPLITS:
+            try:
+                inner, _ = unwrap_dataset(dataset_cfg(cfg, split))
+            except ConfigError:
+                continue
+            inner["ann_file"] = value
+    cfg[key] = value
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if b is None or isinstance(b, bool):  # too common to mean "this was the variable"
+        return False
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # e.g. arrays: not a config variable
+        return False
 
 
 def _child(node: Any, part: str, key: str, source: str, create: bool) -> Any:
@@ -393,10 +461,17 @@ def total_epochs(cfg: Config) -> int:
         train_cfg = cfg.get("train_cfg") or {}
         if "max_epochs" not in train_cfg:
             raise ConfigError(f"{_where(cfg)}: missing key 'train_cfg.max_epochs'")
-        return int(train_cfg["max_epochs"])
+        return _at_least_one_epoch(cfg, "train_cfg.max_epochs", train_cfg["max_epochs"])
     if "total_epochs" not in cfg:
         raise ConfigError(f"{_where(cfg)}: missing key 'total_epochs'")
-    return int(cfg.total_epochs)
+    return _at_least_one_epoch(cfg, "total_epochs", cfg.total_epochs)
+
+
+def _at_least_one_epoch(cfg: Config, key: str, value: Any) -> int:
+    # 0 or -1 would train nothing and still report success.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise ConfigError(f"{_where(cfg)}: {key} must be a whole number of epochs, at least 1, got {str(value)[:40]}")
+    return int(value)
 
 
 def val_interval(cfg: Config) -> int:
@@ -544,6 +619,25 @@ def resume_from(cfg: Config) -> str | bool | None:
     if cfg.get("resume_from"):
         return cfg.resume_from
     return True if cfg.get("resume") is True else None
+
+
+def class_names(cfg: Config) -> list[str] | None:
+    """Class names from the config's ``label_map`` file (ours; ``train --label-map`` sets it), or None.
+
+    Checked against ``cls_head.num_classes`` so a wrong file fails before training, not in the
+    confusion matrix at its end.
+    """
+    path = cfg.get("label_map")
+    if not path:
+        return None
+    from posec3d.data.label_map import read_label_map
+
+    names = read_label_map(path)
+    head = (cfg.get("model") or {}).get("cls_head") or {}
+    if head.get("num_classes") is not None and len(names) != int(head["num_classes"]):
+        raise ConfigError(f"{path}: {len(names)} class names for the {int(head['num_classes'])} classes of "
+                          f"{_where(cfg)}")
+    return names
 
 
 def heatmap_on(cfg: Config) -> str:

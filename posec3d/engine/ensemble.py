@@ -116,11 +116,21 @@ def resolve_labels(dumps: Sequence[ScoreDump], ann_file: str | None, split: str 
     return carried[0].labels
 
 
+def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
+    """Labels must index the score vectors: a negative one would score as never right, silently."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise AnnotationError(f"{source}: label {int(labels[bad[0]])} of item {int(bad[0])} is outside the "
+                              f"{num_classes} classes of the scores (0..{num_classes - 1})"
+                              + (f"; {len(bad)} such labels" if len(bad) > 1 else ""))
+
+
 def ensemble(paths: Sequence[str], weights: Sequence[float] | None = None, ann_file: str | None = None,
              split: str | None = None, apply_softmax: bool = False) -> dict:
     """Fused metrics, plus each stream's own, as fractions."""
     dumps = [load_scores(p) for p in paths]
     labels = resolve_labels(dumps, ann_file, split)
+    check_labels(labels, dumps[0].scores.shape[1], ann_file or dumps[0].path)
     fused = fuse(dumps, weights, apply_softmax)
     result = evaluate(fused, labels)
     result["weights"] = [1.0] * len(dumps) if not weights else [float(w) for w in weights]

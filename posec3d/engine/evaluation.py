@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from posec3d.engine.distributed import DistInfo, all_gather_objects
-from posec3d.engine.loaders import Loader
+from posec3d.engine.loaders import Loader, dataset_labels
+from posec3d.errors import AnnotationError, CheckpointError, ConfigError
 
 
 def model_inputs(batch: dict, device: torch.device) -> list[torch.Tensor]:
@@ -65,3 +66,44 @@ def predict(model: torch.nn.Module, loader: Loader, dist: DistInfo, *,
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def model_num_classes(model_cfg) -> int | None:
+    """``cls_head.num_classes`` of a model config (None when the head does not say)."""
+    head = model_cfg.get("cls_head") if hasattr(model_cfg, "get") else None
+    value = head.get("num_classes") if hasattr(head, "get") else None
+    return int(value) if value is not None else None
+
+
+def check_evaluation_set(dataset, num_classes: int | None) -> None:
+    """Refuse what would score silently wrong: an empty split, labels the model cannot output.
+
+    Unlabelled samples (label -1) are fine: they are scored but get no metrics.
+    """
+    base = getattr(dataset, "dataset", dataset)
+    name = f"{getattr(base, 'ann_file', type(base).__name__)}"
+    split = getattr(base, "split", None)
+    if len(dataset) == 0:
+        raise AnnotationError(f"{name}: " + (f"split {split!r} is empty" if split else "no samples")
+                              + ", nothing to evaluate")
+    if num_classes is None:
+        return
+    try:
+        labels = np.asarray(dataset_labels(dataset))
+    except (ConfigError, KeyError, TypeError, ValueError):  # a dataset type that does not list its labels
+        return
+    outside = np.flatnonzero(labels >= num_classes)
+    if len(outside):
+        raise AnnotationError(f"{name}: {len(outside)} sample(s) have labels outside the model's {num_classes} "
+                              f"classes (0..{num_classes - 1}), e.g. label {int(labels[outside[0]])} of sample "
+                              f"{int(outside[0])}; wrong annotation file or model?")
+
+
+def require_finite_weights(model: torch.nn.Module, checkpoint) -> None:
+    """NaN / inf weights give NaN scores, which rank as class 0 without a word: refuse them."""
+    bad = [name for name, t in model.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        total = sum(1 for t in model.state_dict().values() if t.is_floating_point())
+        raise CheckpointError(f"{checkpoint}: {len(bad)} of {total} weight tensors hold NaN or inf "
+                              f"(e.g. {bad[0]}); a diverged or damaged checkpoint, refusing to evaluate it")

@@ -92,6 +92,9 @@ class ActionRecognizer:
         self.cfg = load_config(config)
         model = build_model(model_cfg(self.cfg))
         load_checkpoint(model, checkpoint, strict=True)
+        from posec3d.engine.evaluation import require_finite_weights
+
+        require_finite_weights(model, checkpoint)
         model.eval()
         if fuse_bn:
             # BN folding + channels-last 3D: same outputs up to float rounding, ~1.7x faster on CPU.
@@ -106,7 +109,7 @@ class ActionRecognizer:
             from posec3d.zoo import read_label_map
 
             self.labels = read_label_map(label_map)
-            if len(self.labels) < self.num_classes:
+            if len(self.labels) != self.num_classes:  # longer is as wrong as shorter: names would shift
                 raise ConfigError(f"{label_map}: {len(self.labels)} class names for a model with "
                                   f"{self.num_classes} classes ({config})")
         else:

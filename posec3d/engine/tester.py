@@ -12,7 +12,7 @@ import numpy as np
 
 from posec3d.engine import config as C
 from posec3d.engine import distributed as D
-from posec3d.engine.evaluation import predict
+from posec3d.engine.evaluation import check_evaluation_set, model_num_classes, predict, require_finite_weights
 from posec3d.engine.loaders import build_dataset, build_eval_loader, split_dataset_cfg
 from posec3d.engine.metrics import evaluate
 from posec3d.errors import ConfigError
@@ -64,10 +64,12 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     inner["pipeline"] = pipeline
     dataset = build_dataset(split_dataset_cfg(cfg, "test", ann_file, split, loader_pipeline(cfg, "test")), where,
                             test_mode=True)
+    check_evaluation_set(dataset, model_num_classes(C.model_cfg(cfg)))
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     model = build_model(C.model_cfg(cfg)).to(dist.device)
     load_checkpoint(model, checkpoint, strict=True)
+    require_finite_weights(model, checkpoint)
     if progress is not None:
         progress(advance=0, total=len(dataset))
     scores, labels = predict(model, loader, dist, batch_transform=batch_transform_for(cfg, "test", dist.device),

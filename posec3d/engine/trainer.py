@@ -40,6 +40,23 @@ class TrainingDiverged(PoseC3DError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def load_pretrained(model: nn.Module, path: str) -> None:
+    """Fine-tuning weights, loaded non-strictly; a file none of whose backbone tensors fit the
+    model (another architecture) is an error, not a warning that training from scratch follows."""
+    from posec3d.models.checkpoint import load_state, read_checkpoint
+
+    state = read_checkpoint(path)["state_dict"]
+    own = model.state_dict()
+    # Weights only: BN's num_batches_tracked is a scalar in every architecture and always "fits".
+    backbone = [k for k, v in own.items() if k.startswith("backbone.") and v.is_floating_point()]
+    if backbone and not any(k in state and state[k].shape == own[k].shape for k in backbone):
+        theirs = sum(k.startswith("backbone.") and v.is_floating_point() for k, v in state.items())
+        raise CheckpointError(f"checkpoint {path}: none of its {theirs} backbone tensors fit the model the config "
+                              f"builds ({model.backbone.__class__.__name__}, {len(backbone)} backbone tensors); "
+                              "fine-tune with the backbone it was trained with")
+    load_state(model, state, strict=False, source=f"checkpoint {path}")
+
+
 @dataclass
 class TrainResult:
     work_dir: Path
@@ -151,6 +168,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         work_dir.mkdir(parents=True, exist_ok=True)
         C.dump_config(cfg, work_dir / "config.py")
     say = echo if main else (lambda _msg: None)
+    class_names = C.class_names(cfg)  # read now: a bad label map must not wait for the last epoch
     set_deterministic(deterministic)
 
     resume = resume if resume is not None else C.resume_from(cfg)
@@ -183,7 +201,6 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
 
     # ---- model and optimizer ------------------------------------------------------------------
     from posec3d.models import build_model
-    from posec3d.models.checkpoint import load_checkpoint
 
     model = build_model(C.model_cfg(cfg)).to(dist.device)
     if cfg.get("sync_bn") and dist.distributed:
@@ -212,6 +229,9 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch, iteration = int(state["meta"]["epoch"]), int(state["meta"]["iter"])
+        if not 0 <= start_epoch <= max_epochs:  # past the end it would print "done" having done nothing
+            raise CheckpointError(f"{resume_path}: the checkpoint is at epoch {start_epoch} but the config trains "
+                                  f"{max_epochs} epochs; nothing to resume (raise total_epochs to continue)")
         if "rng" in state:
             restore_rng(state["rng"])  # rank 0's states: the checkpoint holds one set
         if dist.rank > 0:  # other ranks need dropout streams of their own again
@@ -221,7 +241,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
     else:
         load_from = load_from or C.load_from(cfg)
         if load_from:
-            load_checkpoint(model, load_from, strict=False)  # a classifier of another size is skipped
+            load_pretrained(model, load_from)  # a classifier of another size is skipped
             say(f"loaded weights from {load_from} (fine-tuning)")
     del state
 
@@ -340,7 +360,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         if best_scores is not None:
             scores, labels = best_scores
             cm = confusion_matrix(scores.argmax(1), labels, max(scores.shape[1], int(labels.max()) + 1))
-            plot_confusion(cm, work_dir / "confusion_matrix.png",
+            plot_confusion(cm, work_dir / "confusion_matrix.png", class_names,
                            title=f"validation, best epoch {best['epoch']} (top1 {best['top1']:.3f})")
     log.close()
     return TrainResult(work_dir, max_epochs, iteration, best, last_val, log.records)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pickle
+import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -156,12 +157,42 @@ def _extract_one(video: str, cache_file: str | None, on_frame: Callable[..., Non
     return ann, None, notes, time.perf_counter() - start
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Make this pool worker end when the build's process dies (kill -9, a crash): else it would
+    go on extracting videos nobody collects. Linux: the kernel sends SIGTERM (prctl
+    PR_SET_PDEATHSIG); everywhere: a thread that notices the parent has changed."""
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent:  # the parent died while this worker was starting
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_pool_worker(settings: dict, parent: int) -> None:
+    _exit_with_parent(parent)
+    _init_worker(settings)
+
+
 def _run_pool(todo: list, workers: int, settings: dict, collect: Callable) -> list:
     """Run jobs in a spawn process pool; return the jobs left unfinished by a broken pool."""
     # spawn: a fresh interpreter per worker, so no MediaPipe/torch state is forked
     unfinished = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_init_worker, initargs=(settings,)) as pool:
+                             initializer=_init_pool_worker, initargs=(settings, os.getpid())) as pool:
         futures = {pool.submit(_extract_one, str(item.path), str(cached_file)): (item, cached_file)
                    for item, cached_file in todo}
         for future in as_completed(futures):

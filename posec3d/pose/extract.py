@@ -54,7 +54,7 @@ def extract_video(path: str | os.PathLike, estimator: PoseEstimator | None = Non
                   short_side: int | None = DEFAULT_SHORT_SIDE) -> dict:
     """Extract the poses of one video as a pyskl annotation dict (SPEC §1.2).
 
-    Keys: ``frame_dir`` (file stem), ``filename`` (the path as given), ``label`` (only when given),
+    Keys: ``frame_dir`` (file stem), ``filename`` (the absolute path), ``label`` (only when given),
     ``img_shape`` = ``original_shape`` = (H, W) of the video, ``total_frames`` (frames kept after
     ``stride`` / ``max_frames``), ``keypoint`` float32 (M, T, 17, 2) in original pixels and
     ``keypoint_score`` float32 (M, T, 17); 1 <= M <= ``max_persons``, tracked people in fixed slots,
@@ -95,7 +95,9 @@ def extract_video(path: str | os.PathLike, estimator: PoseEstimator | None = Non
     keypoint, keypoint_score = tracker.to_arrays(max_persons)
     annotation = {
         "frame_dir": Path(path).stem,
-        "filename": str(path),
+        # Absolute: a relative name only works from the folder extract ran in (vis elsewhere
+        # would silently fall back to a blank canvas). absolute(), not resolve(): links keep their name.
+        "filename": str(Path(path).absolute()),
         "img_shape": (height, width),
         "original_shape": (height, width),
         "total_frames": int(keypoint.shape[1]),

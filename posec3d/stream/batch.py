@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from posec3d.errors import PoseC3DError
+from posec3d.errors import OutputError, PoseC3DError
 
-#: the errors that make one video fail (reported in its row) without stopping the others
+#: the errors that make one video fail (reported in its row) without stopping the others; an
+#: ``OutputError`` (full or read-only disk) would fail every video alike, so it stops the run
 VIDEO_ERRORS = (PoseC3DError, OSError, ValueError)
 
 
@@ -54,6 +55,8 @@ def _extract(video: str, max_persons: int, max_frames: Optional[int]):
 
     try:
         return extract_video(video, estimator=_estimator, max_persons=max_persons, max_frames=max_frames), None
+    except OutputError:
+        raise
     except VIDEO_ERRORS as e:
         return None, _describe(e)
 
@@ -67,6 +70,8 @@ def _render(video: str, out: str, result) -> Optional[str]:
     try:
         render_video(video, out, result)
         return None
+    except OutputError:
+        raise
     except VIDEO_ERRORS as e:
         return _describe(e)
 
@@ -88,6 +93,8 @@ def analyse_many(jobs: list[VideoJob], recognizer, *, workers: int = 1, topk: in
                                                unknown_threshold=unknown_threshold)
                 if job.out is not None:
                     render_video(job.video, job.out, outcome.result)
+            except OutputError:
+                raise
             except VIDEO_ERRORS as e:
                 outcome.error = _describe(e)
             yield outcome
@@ -116,6 +123,8 @@ def analyse_many(jobs: list[VideoJob], recognizer, *, workers: int = 1, topk: in
                     try:
                         outcome.result = classify_annotation(recognizer, str(outcome.job.video), annotation,
                                                              topk=topk, unknown_threshold=unknown_threshold)
+                    except OutputError:
+                        raise
                     except VIDEO_ERRORS as e:
                         error = _describe(e)
                 if error is not None or outcome.job.out is None:

@@ -72,6 +72,20 @@ def test_ntu_skeleton_values_persons_and_scores(tmp_path):
     assert s["keypoint_score"][0, 0, 0] == 1.0
 
 
+def test_ntu_close_body_ids_above_2_53_stay_two_persons(tmp_path):
+    # Real Kinect IDs are ~7.2e16; as floats, IDs closer than 16 collapse into one value.
+    id_a, id_b = 72057594037944738, 72057594037944739
+    assert float(id_a) == float(id_b)  # the precondition of the bug this guards against
+    a, b = ntu_joints(1.0), ntu_joints(2.0)
+    f = tmp_path / "S001C001P001R001A001.skeleton"
+    write_skeleton(f, [[(id_a, a), (id_b, b)], [(id_a, a), (id_b, b)]])
+    s = read_skeleton_file(f)
+    assert s["keypoint"].shape == (2, 2, 17, 2)
+    # nose <- head (joint 3): colorX = 100 * seed + 30 for each body, both frames
+    np.testing.assert_array_equal(s["keypoint"][:, :, 0, 0], [[130, 130], [230, 230]])
+    assert (s["keypoint_score"][:, :, 0] == 1.0).all()
+
+
 def test_ntu_non_finite_colour_coordinates_become_missing(tmp_path):
     f = tmp_path / "S001C001P001R001A001.skeleton"
     write_skeleton(f, [[(1, ntu_joints(1.0))]])

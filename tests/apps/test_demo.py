@@ -147,8 +147,9 @@ def test_demo_rejects_half_a_model(tmp_path, data_dir):
 def test_demo_folder_report_and_resume(data_dir, tmp_path):
     root = data_dir / "videos"
     labels = tmp_path / "truth.txt"
-    labels.write_text("kinetics/clean_and_jerk.mp4 clean_and_jerk\nkinetics/ta_chi.mp4 tai_chi\n"
-                      "S001C001P001R001A001_rgb drink_water\n")
+    # ground truth must use the model's class names (tai chi and drinking are not Penn Action classes)
+    labels.write_text("kinetics/clean_and_jerk.mp4 clean_and_jerk\nkinetics/ta_chi.mp4 squat\n"
+                      "S001C001P001R001A001_rgb bench_press\n")
     out = tmp_path / "report"
     args = ["demo-folder", str(root), "-o", str(out), "--annotations", str(labels), "--max-frames", "40",
             "--num-clips", "2"]
@@ -168,7 +169,7 @@ def test_demo_folder_report_and_resume(data_dir, tmp_path):
     assert summary["top1_accuracy"] is not None and "mean_class_accuracy" in summary
     cm = book["confusion_matrix"]
     rows = [r[0] for r in cm.iter_rows(min_row=2, max_col=1, values_only=True)]
-    assert {"clean_and_jerk", "tai_chi", "drink_water"} <= set(rows)
+    assert {"clean_and_jerk", "squat", "bench_press"} <= set(rows)
     assert sum(v for r in cm.iter_rows(min_row=2, min_col=2, values_only=True) for v in r if v) == 3
     for rel in table["output"]:
         assert (out / rel).is_file()
@@ -195,3 +196,72 @@ def test_demo_folder_reports_bad_videos_without_stopping(data_dir, tmp_path):
         "no person" in str(table.loc["sub/good.avi", "error"])
     failed = openpyxl.load_workbook(tmp_path / "out/report.xlsx")["failed"]
     assert "broken.mp4" in [r[0] for r in failed.iter_rows(min_row=2, values_only=True)]
+
+
+# ----------------------------------------------------------------------------------------------
+# demo-folder: ground truth, accuracy and file listing (issue 13's silent wrong results)
+
+
+def test_demo_folder_truth_rejects_class_names_outside_the_label_map(tmp_path):
+    from posec3d.apps.demo_folder import read_truth
+    from posec3d.errors import AnnotationError
+
+    names = ["clean_and_jerk", "squat", "pushup"]
+    good = tmp_path / "good.txt"
+    good.write_text("a.mp4 squat\nsub/b.mp4 2\n")
+    assert read_truth(good, tmp_path, names)["a.mp4"] == "squat"
+    assert read_truth(good, tmp_path, names)["sub/b.mp4"] == "pushup"
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a.mp4 squat\nb.mp4 sqaut\n")
+    with pytest.raises(AnnotationError, match=r"bad.txt:2: class 'sqaut' is not in .*did you mean 'squat'"):
+        read_truth(bad, tmp_path, names)
+
+
+def test_demo_folder_mean_class_accuracy_is_the_test_commands():
+    from posec3d.apps.demo_folder import summary_tables
+    from posec3d.engine.metrics import evaluate
+
+    def row(true, pred):
+        return {"true_label": true, "predictions": [{"label": pred, "score": 1.0}], "correct": true == pred,
+                "correct_top5": true == pred, "error": None}
+
+    rows = [row("a", "a"), row("a", "b"), row("b", "c"), row("b", "b"), row("b", "b")]
+    overall, per_class, _ = summary_tables(rows)
+    value = dict(zip(overall["metric"], overall["value"]))["mean_class_accuracy"]
+    # by hand (mmaction2): recall a = 1/2, b = 2/3, and c (predicted, never true) counts 0
+    assert value == pytest.approx((1 / 2 + 2 / 3 + 0) / 3)
+    # and exactly what `posec3d test` reports for the same predictions (classes a=0, b=1, c=2)
+    scores = np.eye(3)[[0, 1, 2, 1, 1]]
+    assert value == pytest.approx(evaluate(scores, [0, 0, 1, 1, 1])["mean_class_accuracy"])
+    assert per_class["accuracy"].tolist() == pytest.approx([1 / 2, 2 / 3])  # the per-class sheet: recall
+
+
+@pytest.mark.slow
+def test_demo_folder_symlinks_to_one_video_are_separate_videos(data_dir, tmp_path):
+    root = tmp_path / "links"
+    root.mkdir()
+    names = [f"take_{i}.mp4" for i in range(5)]
+    for name in names:
+        (root / name).symlink_to(data_dir / "videos/kinetics/ta_chi.mp4")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["demo-folder", str(root), "-o", str(out), "--max-frames", "8",
+                                      "--num-clips", "1"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "predictions.csv")
+    assert table["path"].tolist() == names and table["error"].isna().all()
+    assert table["output"].tolist() == [f"videos/take_{i}_demo.mp4" for i in range(5)]
+    assert all((out / rel).is_file() for rel in table["output"])
+    assert table["top1_label"].nunique() == 1  # the same frames, the same prediction
+
+
+def test_label_map_longer_than_the_classes_is_refused(tmp_path):
+    from posec3d.errors import ConfigError
+    from posec3d.zoo import resolve_model
+
+    m = resolve_model("penn-action")
+    names = m.label_map.read_text().splitlines()
+    longer = tmp_path / "longer.txt"
+    longer.write_text("\n".join(names + ["extra_class"]) + "\n")
+    with pytest.raises(ConfigError, match=r"longer.txt: 16 class names for a model with 15 classes"):
+        ActionRecognizer(m.config, m.checkpoint, longer)
+    assert ActionRecognizer(m.config, m.checkpoint, m.label_map).labels == names

@@ -122,7 +122,50 @@ def test_other_layouts_drawn_as_coco(tmp_path, data_dir):
         assert near(10) > 80  # right wrist: drawn either way
         hand = 12  # right hand: confident here, but not a COCO joint and on no COCO limb
         assert msr["keypoint_score"][0, t, hand] == 1.0
-        assert (near(hand) < 12) == (layout == "msr_action3d")
+        assert near(hand) < 12  # auto recognised the MSR order (it used to draw bare points)
+
+
+def _bone_drawn(video, sample, t, a, b) -> bool:
+    """Pixels along the segment a-b (away from both ends) differ from the blank canvas."""
+    f = list(read_frames(video))[t].astype(int)
+    pa, pb = sample["keypoint"][0, t, a], sample["keypoint"][0, t, b]
+    if np.linalg.norm(pa - pb) < 8:
+        return False
+    x, y = ((pa + pb) / 2).astype(int)
+    return np.abs(f[y - 1:y + 2, x - 1:x + 2] - CANVAS_GREY).max() > 80
+
+
+def test_20_joint_kinect_files_render_with_bones_in_either_order(tmp_path, data_dir):
+    from posec3d.apps.vis import kinect20_order
+    from posec3d.data.annotations import load_annotations
+
+    # (file, order, right elbow, right wrist) in that file's own joint indices
+    cases = [("datasets/msr_action3d/msr_action3d_kinect20_proj2d.pkl", "msr_action3d", 8, 10),
+             ("datasets/utkinect_action3d/utkinect_kinect20_proj2d.pkl", "kinect20", 9, 10)]
+    for rel, order, elbow, wrist in cases:
+        first = load_annotations(data_dir / rel)[0]
+        # a short clip of a frame where the forearm is long enough to see a bone between the joints
+        length = np.linalg.norm(first["keypoint"][0, :, elbow] - first["keypoint"][0, :, wrist], axis=-1)
+        length[first["keypoint_score"][0, :, [elbow, wrist]].min(0) < 0.5] = 0
+        t = int(length.argmax())
+        clip = dict(first, keypoint=first["keypoint"][:, t:t + 2], keypoint_score=first["keypoint_score"][:, t:t + 2],
+                    total_frames=2)
+        clip.pop("filename", None)
+        assert kinect20_order(clip["keypoint"], clip["keypoint_score"]) == order
+        ann = tmp_path / f"{order}.pkl"
+        save_annotations(ann, [clip])
+        out = tmp_path / order
+        r = runner.invoke(app, ["vis", str(ann), "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        (video,) = out.iterdir()
+        assert _bone_drawn(video, clip, 0, elbow, wrist), order
+
+
+def test_vis_finds_ntu_rgb_videos(tmp_path, data_dir):
+    root = tmp_path / "ntu"
+    root.mkdir()
+    (root / "S001C001P001R001A001_rgb.avi").symlink_to(data_dir / "videos/ntu/S001C001P001R001A001_rgb.avi")
+    assert find_video({"frame_dir": "S001C001P001R001A001"}, root) == root / "S001C001P001R001A001_rgb.avi"
 
 
 def test_unreadable_source_video_falls_back_to_canvas(tmp_path):

@@ -43,7 +43,9 @@ def test_info_values_of_known_files(data_dir):
     result = runner.invoke(app, ["info", str(msr), "--split", "nope"])
     assert isinstance(result.exception, AnnotationError) and "xsub_train, xsub_test" in str(result.exception)
     penn = _info_json(data_dir / "datasets/penn_action/penn_action_train_gt13_2d.pkl")
-    assert penn["num_samples"] == 1258 and penn["num_classes"] == 15 and penn["keypoints_per_person"] == 13
+    assert penn["num_samples"] == 1258 and penn["keypoints_per_person"] == 13
+    # the highest label is no class count: only a label map or a config gives one
+    assert penn["num_classes"] is None and penn["highest_label"] == 14 and penn["labels_present"] == 15
     assert penn["class_counts"]["3"] == 135  # bowl, train column of data/README
     kinect = _info_json(data_dir / "datasets/utkinect_action3d/utkinect_kinect20_proj2d.pkl")
     assert kinect["keypoints_per_person"] == 20 and len(kinect["splits"]) == 20
@@ -101,8 +103,10 @@ def test_info_label_map(data_dir, tmp_path):
     penn = data_dir / "datasets/penn_action"
     result = runner.invoke(app, ["info", str(penn / "penn_action_train_gt13_2d.pkl"), "--json",
                                  "--label-map", str(penn / "label_map_penn_action.txt")])
-    names = json.loads(result.stdout)["class_names"]
+    doc = json.loads(result.stdout)
+    names = doc["class_names"]
     assert names["0"] == "baseball_pitch" and names["14"] == "tennis_serve"
+    assert doc["num_classes"] == 15 and doc["num_classes_from"] == "label map"
     short = tmp_path / "short.txt"
     short.write_text("a\nb\n")
     result = runner.invoke(app, ["info", str(penn / "penn_action_train_gt13_2d.pkl"), "--label-map", str(short)])
@@ -124,3 +128,34 @@ def test_info_table_for_every_kind(data_dir):
                 "datasets/utkinect_action3d/utkinect_kinect20_proj2d.pkl"):
         result = runner.invoke(app, ["info", str(data_dir / rel)])
         assert result.exit_code == 0, (rel, result.exception)
+
+
+def test_info_class_count_from_label_map_or_config_not_the_highest_label(data_dir, tmp_path):
+    # NTU samples with labels 0 and 54 only: NTU60 has 60 classes, not 55
+    ntu = data_dir / "skeleton/ntu60_mediapipe_coco17_samples.pkl"
+    assert _info_json(ntu)["num_classes"] is None and _info_json(ntu)["highest_label"] == 54
+    with_map = runner.invoke(app, ["info", str(ntu), "--json", "--label-map",
+                                   str(data_dir / "label_maps/label_map_ntu60.txt")])
+    assert json.loads(with_map.stdout)["num_classes"] == 60
+    config = "configs/compat/slowonly_r50_ntu60_xsub_joint_pyskl.py"
+    with_cfg = runner.invoke(app, ["info", str(ntu), "--json", "--config", config])
+    assert with_cfg.exit_code == 0, with_cfg.output
+    assert json.loads(with_cfg.stdout)["num_classes"] == 60 and json.loads(with_cfg.stdout)["num_classes_from"] == "config"
+    table = runner.invoke(app, ["info", str(ntu)])
+    assert "unknown: 2 labels present, highest 54" in table.stdout
+
+
+def test_info_reads_the_score_dumps_test_writes(tmp_path):
+    from posec3d.engine.tester import dump_scores
+
+    rng = np.random.default_rng(0)
+    scores = [rng.random(7).astype(np.float32) for _ in range(4)]
+    for name in ("s.pkl", "s.json"):
+        dump_scores(tmp_path / name, scores)
+        doc = _info_json(tmp_path / name)
+        assert doc["kind"] == "scores" and doc["num_samples"] == 4 and doc["num_classes"] == 7, name
+        table = runner.invoke(app, ["info", str(tmp_path / name)])
+        assert table.exit_code == 0 and "per-video score vectors" in table.stdout
+    (tmp_path / "bad.json").write_text("[[1, 2], [3]]")
+    result = runner.invoke(app, ["info", str(tmp_path / "bad.json")])
+    assert isinstance(result.exception, AnnotationError) and "not a score dump" in str(result.exception)

@@ -37,7 +37,8 @@ def test_base_merge_delete_and_placeholders(tmp_path):
 
 def test_cfg_options_value_types(tmp_path):
     cfg_path = write(tmp_path / "c.py", "model = dict(type='R', backbone=dict(depth=50))\n"
-                                        "pipe = [dict(type='A', n=1), dict(type='B')]\n")
+                                        "pipe = [dict(type='A', n=1), dict(type='B')]\n"
+                                        "lr = shape = ids = names = name = nested = None\n")
     cfg = C.load_config(cfg_path, ["model.backbone.depth=18", "model.flag=false", "lr=1e-2", "shape=(64,64)",
                                    "ids=[1,2,3]", "names=a,b", "pipe.0.n=5", "model.x=none", "name=joint",
                                    "nested=[(1,2),(3,4)]"])
@@ -72,6 +73,34 @@ def test_bad_configs_name_file_and_key(tmp_path):
         C.total_epochs(empty)
     with pytest.raises(ConfigError, match=r"empty.py.*'data'"):
         C.dataset_cfg(empty, "train")
+
+
+def test_cfg_options_ann_file_as_documented_sets_every_split(tmp_path):
+    # configs/README.md: `--cfg-options ann_file=/data/ntu60_hrnet.pkl`. The file's `ann_file`
+    # variable was copied into the datasets when it ran, so they must follow the override.
+    for path in (PYSKL, MMACTION2):
+        cfg = C.load_config(path, ["ann_file=/data/other.pkl"])
+        assert [C.unwrap_dataset(C.dataset_cfg(cfg, s))[0]["ann_file"] for s in C.SPLITS] == ["/data/other.pkl"] * 3
+    # a split with its own file keeps it; a config without the variable gets it on every split
+    own = write(tmp_path / "own.py", "a = 'x.pkl'\nann_file = a\nmodel = dict(type='R')\n"
+                                     "data = dict(train=dict(type='RepeatDataset', times=2, dataset=dict(type='D', ann_file=a)),"
+                                     " val=dict(type='D', ann_file='val.pkl'), test=dict(type='D'))\n")
+    cfg = C.load_config(own, ["ann_file=y.pkl"])
+    assert cfg.data.train.dataset.ann_file == "y.pkl" and cfg.data.val.ann_file == "val.pkl"
+    assert cfg.data.test.get("ann_file") is None
+    novar = write(tmp_path / "novar.py", "model = dict(type='R')\ndata = dict(train=dict(type='D', ann_file='a'),"
+                                         " val=dict(type='D', ann_file='b'), test=dict(type='D', ann_file='c'))\n")
+    cfg = C.load_config(novar, ["ann_file=z.pkl"])
+    assert [cfg.data[s].ann_file for s in C.SPLITS] == ["z.pkl"] * 3
+
+
+def test_unknown_cfg_options_key_is_reported():
+    with pytest.raises(ConfigError, match=r"unknown key 'totl_epochs'.*did you mean 'total_epochs'"):
+        C.load_config(PYSKL, ["totl_epochs=0"])
+    with pytest.raises(ConfigError, match=r"unknown key 'modle'"):
+        C.load_config(MMACTION2, ["modle.backbone.depth=18"])
+    # keys posec3d reads may be added even when the file lacks them
+    assert C.load_config(PYSKL, ["heatmap_on=batch", "total_epochs=3"]).heatmap_on == "batch"
 
 
 def test_pyskl_and_mmaction2_layouts_read_alike():

@@ -52,6 +52,13 @@ SPEC_TABLE = {
     "rgbpose_conv3d/pose_only.py": (60, "xsub_train", "xsub_val", 16, 0.2, 3e-4, 18, 10),
     "compat/slowonly_r50_ntu60_xsub_joint_pyskl.py": (60, "xsub_train", "xsub_val", 32, 0.4, 3e-4, 24, 10),
     "compat/slowonly_r50_8xb16-u48-240e_ntu60-xsub-keypoint.py": (60, "xsub_train", "xsub_val", 16, 0.2, 3e-4, 24, 10),
+    # mmaction2 1.x layout, the configs of the released mmaction2 checkpoints (SPEC §3.2, "M" rows)
+    "ntu60_xsub/slowonly_r50_8xb16-u48-240e_ntu60-xsub-limb.py": (60, "xsub_train", "xsub_val", 16, 0.2, 3e-4, 24, 10),
+    **{f"gym/slowonly_r50_8xb16-u48-240e_gym-{k}.py": (99, "train", "val", 16, 0.2, 3e-4, 24, 10)
+       for k in ("keypoint", "limb")},
+    "k400/slowonly_r50_8xb32-u48-240e_k400-keypoint.py": (400, "train", "val", 32, 0.4, 1e-4, 24, 10),
+    **{f"{d}/slowonly_kinetics400-pretrained-r50_8xb16-u48-120e_{d}-split1-keypoint.py":
+       (n, "train1", "test1", 16, 0.01, 3e-4, 12, 10) for d, n in (("ucf101", 101), ("hmdb51", 51))},
     "msr_action3d/x3d_shallow_xsub.py": (20, "xsub_train", "xsub_test", 16, 0.05, 3e-4, 12, 10),
     "utkinect/x3d_shallow_liegroup1.py": (10, "liegroup1_train", "liegroup1_test", 16, 0.05, 3e-4, 12, 10),
     "jhmdb/x3d_shallow_split1.py": (14, "split1_train", "split1_test", 16, 0.05, 3e-4, 12, 10),
@@ -69,6 +76,9 @@ PARAMS = {
     "rgbpose_conv3d/rgbpose_conv3d.py": 36_147_928,
     "rgbpose_conv3d/rgb_only.py": 31_634_496 + 2048 * 60 + 60,
     "compat/slowonly_r50_8xb16-u48-240e_ntu60-xsub-keypoint.py": 2_024_860,
+    "ucf101/slowonly_kinetics400-pretrained-r50_8xb16-u48-120e_ucf101-split1-keypoint.py": 3_055_173,
+    "hmdb51/slowonly_kinetics400-pretrained-r50_8xb16-u48-120e_hmdb51-split1-keypoint.py": 3_029_523,
+    "k400/slowonly_r50_8xb32-u48-240e_k400-keypoint.py": 3_208_560,
 }
 
 # Val-pipeline output (views, C, T, H, W) on one sample.
@@ -79,6 +89,8 @@ VAL_SHAPES = {name: NTU_VAL for name in SPEC_TABLE if not name.startswith("rgbpo
 VAL_SHAPES.update({
     "ucf101/slowonly_r50_k400p_s1_joint.py": (1, 17, 48, 56, 56),
     "hmdb51/slowonly_r50_k400p_s1_joint.py": (1, 17, 48, 56, 56),
+    "ucf101/slowonly_kinetics400-pretrained-r50_8xb16-u48-120e_ucf101-split1-keypoint.py": (1, 17, 48, 56, 56),
+    "hmdb51/slowonly_kinetics400-pretrained-r50_8xb16-u48-120e_hmdb51-split1-keypoint.py": (1, 17, 48, 56, 56),
     "rgbpose_conv3d/pose_only.py": (1, 17, 32, 64, 64),
     "msr_action3d/x3d_shallow_xsub.py": (1, 20, 32, 56, 56),
     "utkinect/x3d_shallow_liegroup1.py": (1, 20, 32, 56, 56),
@@ -168,7 +180,10 @@ def test_hyper_parameters_match_spec(name):
     assert class_prob(cfg) == expected_prob
 
 
-@pytest.mark.parametrize("name", sorted(n for n in SPEC_TABLE if "compat/slowonly_r50_8xb16" not in n))
+MMACTION2_LAYOUT = sorted(n for n in SPEC_TABLE if "_8xb" in n)  # mmaction2's file names
+
+
+@pytest.mark.parametrize("name", sorted(n for n in SPEC_TABLE if n not in MMACTION2_LAYOUT))
 def test_pyskl_layout_keys(name):
     cfg = load_config(CONFIGS / name)
     assert not is_mmaction2_layout(cfg)
@@ -192,11 +207,24 @@ def test_mmaction2_compat_layout():
         assert pipeline_cfg(cfg, split)[-1]["type"] == "PackActionInputs"
 
 
+@pytest.mark.parametrize("name", MMACTION2_LAYOUT)
+def test_mmaction2_layout_keys(name):
+    cfg = load_config(CONFIGS / name)
+    assert is_mmaction2_layout(cfg) and cfg.model.cls_head.average_clips == "prob"
+    for split in ("train", "val", "test"):
+        pipeline = pipeline_cfg(cfg, split)
+        assert pipeline[-1]["type"] == "PackActionInputs"
+        sampler = [t for t in pipeline if t["type"] == "UniformSampleFrames"][0]
+        assert sampler.get("test_mode", False) == (split != "train")  # mmaction2's sampling stream
+    if "kinetics400-pretrained" in name:
+        assert cfg.load_from.endswith("/v1.0/skeleton/posec3d/k400_posec3d-041f49c6.pth")
+
+
 def test_limb_configs_use_the_config_limb_list():
     limb_list = [[0, 5], [0, 6], [5, 7], [7, 9], [6, 8], [8, 10], [5, 11], [11, 13], [13, 15],
                  [6, 12], [12, 14], [14, 16], [0, 1], [0, 2], [1, 3], [2, 4], [11, 12]]
     for path in ALL:
-        if not path.stem.endswith("_limb"):
+        if not path.stem.endswith(("_limb", "-limb")):
             continue
         cfg = load_config(path)
         for split in ("train", "val", "test"):

@@ -201,3 +201,14 @@ def test_other_mediapipe_bundles_through_build_estimator(data_dir):
         assert isinstance(est, MediaPipePose) and est.model_path == lite
         kp, sc, boxes = est(next(iter(reader))[1])
     assert kp.shape == (1, 17, 2) and sc.mean() > 0.5
+
+
+def test_filename_is_stored_absolute(data_dir, estimator, monkeypatch, tmp_path):
+    """A relative path given to extract is stored absolute, so `vis` run elsewhere finds the video."""
+    from posec3d.apps.vis import find_video
+
+    monkeypatch.chdir(data_dir / "videos")
+    ann = extract_video("kinetics/ta_chi.mp4", estimator, max_frames=2, short_side=128)
+    assert ann["filename"] == str(data_dir / "videos" / "kinetics" / "ta_chi.mp4")
+    monkeypatch.chdir(tmp_path)
+    assert find_video(ann, None) == data_dir / "videos" / "kinetics" / "ta_chi.mp4"

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+import json
+from pathlib import Path
+
+import pytest
+
 from posec3d.pose.geometry import box_iou, boxes_from_keypoints, keypoint_distance
 from posec3d.pose.tracking import PoseTracker
 
@@ -52,13 +57,15 @@ def test_gaps_and_slot_limit():
     for t in range(30):
         people = [main(t)] if not 10 <= t < 20 else []          # main person missing for 10 frames
         if t < 5:
-            people.append(person(600, 200, score=0.3))           # a brief, weak extra person
+            people.append(person(600, 200, score=0.4))           # a brief, weak extra person
         if 3 <= t < 8:
             people.append(person(900, 200, score=0.2))           # a third one, even weaker
         frames.append(people)
         tracker.update(*frame(*people))
-    # the main person comes back after more than max_age frames: a new track, but the same slot
-    assert len(tracker.tracks) == 4
+    # the main person comes back where they left after more than max_age frames: the lost track
+    # is re-associated before a new one is born (main, weak, weakest)
+    assert len(tracker.tracks) == 3
+    assert sorted(tracker.tracks[0].frames) == [t for t in range(30) if not 10 <= t < 20]
     kp, sc = tracker.to_arrays(max_persons=2)
     assert kp.shape == (2, 30, 17, 2)
     present = sc.max(-1) > 0
@@ -92,3 +99,59 @@ def test_flickering_false_detections_are_dropped():
     for t in range(60):
         keep_all.update(*frame(*([person(100, 200)] + ([person(300, 100, score=0.8)] if t in (10, 11, 50) else []))))
     assert (keep_all.to_arrays(max_persons=2)[1][1].max(-1) > 0).sum() == 3
+
+
+def test_duplicate_detection_of_one_person_does_not_spawn_a_track():
+    tracker = PoseTracker()
+    for t in range(10):
+        people = [person(100 + t, 200)]
+        if t == 5:  # the estimator finds the same person twice, slightly shifted and less sure
+            people.append(person(104 + t, 203, score=0.8))
+        ids = tracker.update(*frame(*people))
+        assert ids == [0] * len(people)
+    assert len(tracker.tracks) == 1 and sorted(tracker.tracks[0].frames) == list(range(10))
+    # the more confident pose of frame 5 is the one kept
+    np.testing.assert_allclose(tracker.tracks[0].frames[5][0], person(105, 200)[0])
+
+
+def test_lost_track_is_reassociated_but_not_with_someone_elsewhere():
+    tracker = PoseTracker(max_age=3)
+    for t in range(20):
+        tracker.update(*frame(*([person(100, 200)] if t < 5 or t >= 15 else [])))
+    assert len(tracker.tracks) == 1
+    far = PoseTracker(max_age=3)
+    for t in range(20):
+        far.update(*frame(*([person(100, 200)] if t < 5 else [person(900, 200)] if t >= 15 else [])))
+    assert len(far.tracks) == 2  # someone else, elsewhere: a new track
+    short = PoseTracker(max_age=3, max_lost_age=6)
+    for t in range(20):
+        short.update(*frame(*([person(100, 200)] if t < 5 or t >= 15 else [])))
+    assert len(short.tracks) == 2  # lost for 11 frames, longer than max_lost_age
+
+
+REAL = json.loads((Path(__file__).parent / "data" / "tracking_detections.json").read_text())
+
+
+def real_frames(name):
+    for f in REAL["clips"][name]["frames"]:
+        kp = np.asarray(f["keypoints"], np.float32).reshape(-1, 17, 2)
+        yield kp, np.asarray(f["scores"], np.float32).reshape(-1, 17), np.asarray(f["boxes"], np.float32).reshape(-1, 4)
+
+
+@pytest.mark.parametrize("name, people", [("kinetics/ta_chi.mp4", 1), ("kinetics/skateboarding.mp4", 1),
+                                          ("ntu/demo_skeleton.mp4", 2)])
+def test_real_poses_keep_one_track_per_person(name, people):
+    """Recorded MediaPipe detections: ta_chi frame 170 and skateboarding frame 53 hold the one person
+    twice (boxes overlapping by 0.67 and 0.78); the hugging pair overlaps by up to 0.44 and stays two."""
+    frames = list(real_frames(name))
+    counts = [len(b) for _, _, b in frames]
+    assert max(counts) == 2  # the clip window holds the hard frame(s)
+    tracker = PoseTracker()
+    ids = [tracker.update(*f) for f in frames]
+    assert len(tracker.tracks) == people
+    kp, sc = tracker.to_arrays(max_persons=2)
+    assert kp.shape[0] == people
+    # every frame with a detection has it in a slot, the same person never in two slots
+    assert ((sc.max(-1) > 0).sum(0) == np.minimum(counts, people)).all()
+    if people == 2:
+        assert all(sorted(i) == [0, 1] for i, c in zip(ids, counts) if c == 2)

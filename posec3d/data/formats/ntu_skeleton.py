@@ -73,7 +73,7 @@ class _Lines:
             raise AnnotationError(f"{path}: cannot read as an NTU .skeleton text file ({e})") from None
         self.pos = 0
 
-    def numbers(self, count: int, what: str) -> list[float]:
+    def fields(self, count: int, what: str) -> list[str]:
         if self.pos >= len(self.lines):
             raise AnnotationError(f"{self.path}: line {self.pos + 1}: file ends early, expected {what}")
         fields = self.lines[self.pos].split()
@@ -81,10 +81,25 @@ class _Lines:
         if len(fields) != count:
             raise AnnotationError(f"{self.path}: line {self.pos}: expected {count} value(s) ({what}), "
                                   f"got {len(fields)}")
+        return fields
+
+    def numbers(self, count: int, what: str) -> list[float]:
+        fields = self.fields(count, what)
         try:
             return [float(f) for f in fields]
         except ValueError:
             raise AnnotationError(f"{self.path}: line {self.pos}: non-numeric value in {what}: "
+                                  f"{self.lines[self.pos - 1].strip()[:80]!r}") from None
+
+    def body_id(self) -> int:
+        """The bodyID of a body info line, parsed as an integer: Kinect IDs such as
+        72057594037944738 are above 2**53, where floats cannot tell IDs 16 apart."""
+        fields = self.fields(10, "a body info line")
+        try:
+            [float(f) for f in fields[1:]]
+            return int(fields[0])
+        except ValueError:
+            raise AnnotationError(f"{self.path}: line {self.pos}: non-numeric value in a body info line: "
                                   f"{self.lines[self.pos - 1].strip()[:80]!r}") from None
 
     def count(self, what: str) -> int:
@@ -105,7 +120,7 @@ def read_skeleton_file(path: str | os.PathLike, max_persons: int = 2) -> dict | 
     bodies: dict[int, dict[int, np.ndarray]] = {}
     for t in range(num_frames):
         for _ in range(reader.count(f"the body count of frame {t}")):
-            body_id = int(reader.numbers(10, "a body info line")[0])
+            body_id = reader.body_id()
             n_joints = reader.count("the joint count")
             if n_joints != NUM_JOINTS:
                 raise AnnotationError(f"{path}: line {reader.pos}: expected {NUM_JOINTS} joints, got {n_joints}")
