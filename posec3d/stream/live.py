@@ -27,7 +27,7 @@ from posec3d.errors import VideoError
 from posec3d.stream.core import StreamRecognizer
 from posec3d.stream.sources import FileSource, LiveSource, source_kind
 
-#: frames waiting for the pose step; more only adds latency
+#: frames decoded ahead of the pose step when every frame is taken (--no-realtime)
 FRAME_QUEUE = 2
 #: drawn frames waiting for the encoder
 WRITE_QUEUE = 16
@@ -131,7 +131,8 @@ class _Decoder(threading.Thread):
         self.source, self.realtime, self.reconnect, self.stop = source, realtime, reconnect, stop
         self.kind = source_kind(source)
         self.max_frames = max_frames
-        self.frames: "queue.Queue" = queue.Queue(maxsize=FRAME_QUEUE)
+        # In real time one waiting frame, the newest: a longer queue only adds latency.
+        self.frames: "queue.Queue" = queue.Queue(maxsize=1 if realtime else FRAME_QUEUE)
         self.notes = notes
         self.read_timeout = read_timeout
         self.decoded = 0
@@ -266,11 +267,14 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             with self.writer as w:
+                first = None
                 while True:
-                    frame = self.frames.get()
-                    if frame is None:
+                    item = self.frames.get()
+                    if item is None:
                         break
-                    w.write(frame)
+                    index, frame = item
+                    first = index if first is None else first
+                    w.write(frame, index=index - first)  # frames dropped live: the picture holds
         except BaseException as e:  # noqa: BLE001 - reported by the caller
             self.error = e
             while self.frames.get() is not None:  # let the producer finish
@@ -409,7 +413,6 @@ def _loop(decoder, stream, writer, screen, log, notes, summary, stop, duration, 
     """The pose / draw / log loop, in the caller's thread; returns why it ended."""
     last_stats = time.perf_counter()
     interval_frames, interval_latency = 0, []
-    last_written = None           # (index, drawn) of the last frame sent to the writer
     fps_shown = 0.0
     while True:
         try:
@@ -440,11 +443,7 @@ def _loop(decoder, stream, writer, screen, log, notes, summary, stop, duration, 
         interval_frames += 1
         interval_latency.append(latency)
         if writer is not None:
-            if last_written is not None:  # repeat the last picture over dropped frames: the video keeps time
-                for _ in range(min(frame.index - last_written[0] - 1, 300)):
-                    writer.frames.put(last_written[1])
-            writer.frames.put(drawn)
-            last_written = (frame.index, drawn)
+            writer.frames.put((frame.index, drawn))
         if screen is not None:
             screen.show(drawn)
             if screen.closed:
