@@ -320,6 +320,12 @@ def demo_folder(
             typer.echo(f"  {metric}: {value:.4f}")
     for r in failed:
         typer.echo(f"  failed: {r['path']}: {r['error']}")
+    for r in rows:
+        if r.get("unknown"):
+            from posec3d.stream import display_label
+
+            top = r["predictions"][0]
+            typer.echo(f"  {r['path']}: {display_label(top['label'], top['score'], True)}")
 
 
 def _checkpoint_identity(recognizer) -> str:

@@ -52,6 +52,8 @@ def test_demo_folder_workers_and_no_video_give_the_same_predictions(data_dir, tm
         assert list(a[f"top{k}_label"]) == list(b[f"top{k}_label"])
         assert (abs(a[f"top{k}_score"] - b[f"top{k}_score"]) <= 1e-6).all()
     assert list(b["unknown"]) == [s < 0.9 for s in b["top1_score"]]
+    for path, label, unknown in zip(b["path"], b["top1_label"], b["unknown"]):  # the console says so too
+        assert (f"{path}: unknown (best guess: {label} " in r.output) == unknown
     assert not a["unknown"].any()  # 0 turns the open set off
     assert (one / "videos/sub/test_demo.mp4").is_file() and not (two / "videos").exists()
     assert b["output"].isna().all()
