@@ -161,3 +161,14 @@ def test_sigint_mid_run_leaves_a_playable_video_and_complete_events(data_dir, tm
     assert events[-1]["frames"] < 300  # it really stopped mid-clip
     assert _frames(out) >= 1 and out.with_suffix(".mp4").is_file()
     assert not list(tmp_path.glob(".live*"))  # no temporary left behind
+
+
+def test_duration_ends_the_run_cleanly(data_dir, tmp_path):
+    events_path, out = tmp_path / "live.jsonl", tmp_path / "live.mp4"
+    r = CliRunner().invoke(app, ["live", str(data_dir / "videos/kinetics/clean_and_jerk.mp4"), "--duration", "1",
+                                 "--window", "16", "--stride", "8", "--jsonl", str(events_path), "--out", str(out),
+                                 "--no-display"])
+    assert r.exit_code == 0, r.output
+    end = _events(events_path)[-1]
+    assert end["event"] == "end" and end["reason"] == "duration"
+    assert end["processed"] == 30 == _frames(out)  # frames 0..29 are the first second at 29.97 fps
