@@ -46,6 +46,7 @@ from posec3d.apps import (  # noqa: E402
     export_onnx,
     extract,
     info,
+    live,
     train,
     test,
     vis,
@@ -53,7 +54,7 @@ from posec3d.apps import (  # noqa: E402
 )
 
 for _module in (info, extract, build_dataset, convert, vis, train, test, ensemble,
-                export_onnx, demo, demo_folder, zoo):
+                export_onnx, demo, demo_folder, live, zoo):
     _module.register(app)
 
 

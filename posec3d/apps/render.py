@@ -245,14 +245,20 @@ class VideoWriter:
         if self._tmp and os.path.exists(self._tmp):
             os.unlink(self._tmp)
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one RGB uint8 frame of exactly (height, width, 3)."""
+    def write(self, frame: np.ndarray, index: int | None = None) -> None:
+        """Append one RGB uint8 frame of exactly (height, width, 3).
+
+        ``index``: its frame number (increasing); a gap holds the previous picture on screen for the
+        frames left out (a live run that dropped frames keeps time without encoding copies)."""
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"{self.path}: frame must be uint8 ({self.height}, {self.width}, 3), "
                              f"got {frame.dtype} {frame.shape}")
         if self.width % 2 or self.height % 2:
             frame = np.pad(frame, ((0, self.height % 2), (0, self.width % 2), (0, 0)))
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if index is not None:
+            vf.pts = int(index)
+            vf.time_base = 1 / self.fps
         try:
             for packet in self._stream.encode(vf):
                 self._container.mux(packet)
