@@ -35,10 +35,6 @@ async def _send_json(send, status: int, message: str, headers: Optional[dict] = 
     await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class UploadLimit:
     """413 for any request body over the limit (plus multipart slack), read or announced."""
 
@@ -53,27 +49,31 @@ class UploadLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await _send_json(send, 413, message, {"connection": "close"})
         seen = 0
-        started = False
+        started = answered = False
 
         async def counted_receive():
-            nonlocal seen
+            # Past the limit: answer 413 now and tell the app the client went away (an exception
+            # here would reach the form parser, which turns any error into its own 400).
+            nonlocal seen, answered
+            if answered:
+                return {"type": "http.disconnect"}
             event = await receive()
             if event["type"] == "http.request":
                 seen += len(event.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge()
+                if seen > self.max_bytes and not started:
+                    answered = True
+                    await _send_json(send, 413, message, {"connection": "close"})
+                    return {"type": "http.disconnect"}
             return event
 
-        async def tracked_send(event):
+        async def guarded_send(event):
             nonlocal started
+            if answered:  # whatever the app says after our 413 goes nowhere
+                return
             started = started or event["type"] == "http.response.start"
             await send(event)
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, message, {"connection": "close"})
+        await self.app(scope, counted_receive, guarded_send)
 
 
 class BasicAuth:

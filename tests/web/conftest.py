@@ -1,0 +1,112 @@
+"""A real `posec3d serve` process per test module, and clips cut from the real videos of ../shared."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio", reason="the web tests need the [web] extra (installed by .[test])")
+httpx = pytest.importorskip("httpx", reason="the web tests need httpx (installed by .[test])")
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_UPLOAD_MB = 1
+STARTUP_TIMEOUT_S = 180
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    tmpdir: Path            # the server's TMPDIR: every temporary file it makes lives under it
+    log: Path
+
+    def temp_files(self) -> list[Path]:
+        """Files left in the per-request folders (the Gradio cache is not one)."""
+        return [p for p in self.tmpdir.glob("posec3d-serve-*/*/**/*") if p.is_file()
+                and not p.relative_to(self.tmpdir).parts[1] == "gradio"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tmp: Path, *extra: str) -> Server:
+    port = free_port()
+    env = dict(os.environ, TMPDIR=str(tmp), OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
+               GRADIO_ANALYTICS_ENABLED="False")
+    log = tmp / "server.log"
+    cmd = [sys.executable, "-m", "posec3d", "serve", "--port", str(port), "--max-upload-mb", str(MAX_UPLOAD_MB),
+           *extra]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"posec3d serve exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return Server(url, proc, tmp, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"posec3d serve did not answer in {STARTUP_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+def cut_clip(src: Path, dst: Path, seconds: float, width: int | None = None) -> Path:
+    """The first ``seconds`` of a real video re-encoded as H.264 MP4 (optionally narrower)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        rate = stream.average_rate
+        enc = out.add_stream("libx264", rate=rate)
+        w = width or stream.codec_context.width
+        h = round(stream.codec_context.height * w / stream.codec_context.width / 2) * 2
+        enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+        for i, frame in enumerate(inp.decode(stream)):
+            if i >= seconds * float(rate):
+                break
+            for packet in enc.encode(frame.reformat(width=w, height=h, format="yuv420p")):
+                out.mux(packet)
+        for packet in enc.encode():
+            out.mux(packet)
+    return dst
+
+
+def write_y4m(src: Path, dst: Path, seconds: float, fps: int = 15, width: int = 480) -> Path:
+    """A YUV4MPEG2 file (Chromium's fake camera input): header, then one ``FRAME`` + I420 planes each."""
+    frames = []
+    with av.open(str(src)) as inp:
+        stream = inp.streams.video[0]
+        step = float(stream.average_rate) / fps
+        w, h = width, round(stream.codec_context.height * width / stream.codec_context.width / 2) * 2
+        for i, frame in enumerate(inp.decode(stream)):
+            if len(frames) >= seconds * fps:
+                break
+            if i >= len(frames) * step:
+                frames.append(frame.reformat(width=w, height=h, format="yuv420p").to_ndarray())
+    with open(dst, "wb") as out:
+        out.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for planes in frames:
+            out.write(b"FRAME\n")
+            out.write(np.ascontiguousarray(planes).tobytes())
+    return dst
