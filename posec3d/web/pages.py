@@ -19,6 +19,9 @@ from posec3d.web.stream_adapter import StreamRecognizer
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 DATASET_SHORT_SIDE = 360   # skeleton previews: small files, quick to draw
 CAMERA_FRAME_EVERY_S = 0.15
+# The browser sends ~6 frames/s, not a video's 30: a 24-frame window spans ~4 s of motion (about a
+# Penn Action clip) and the first label comes after ~4 s instead of the 48-frame default's ~8 s.
+CAMERA_WINDOW, CAMERA_STRIDE = 24, 8
 CAMERA_SESSION_S = 600
 
 
@@ -70,7 +73,7 @@ def _video_tab(service: WebService) -> None:
             video_in = gr.Video(label="Video", sources=["upload"], elem_id="video-input")
             with gr.Accordion("Options", open=False):
                 topk = gr.Slider(1, 10, value=5, step=1, label="top-k")
-                per_person = gr.Checkbox(False, label="classify each person too")
+                per_person = gr.Checkbox(True, label="classify each person too", elem_id="per-person")
                 window = gr.Number(None, precision=0, minimum=0, label="window (frames; empty or 0: whole video)")
                 stride = gr.Number(None, precision=0, minimum=0, label="stride (frames; default window/2)")
             run = gr.Button("Recognise", variant="primary", elem_id="video-run")
@@ -82,10 +85,10 @@ def _video_tab(service: WebService) -> None:
             top = gr.HTML(elem_id="top-label")
             video_out = gr.Video(label="Annotated video", elem_id="video-output", interactive=False)
             chart = gr.BarPlot(x="label", y="score", sort="-y", label="Top-k", elem_id="topk-chart", y_lim=[0, 1])
-            persons = gr.Dataframe(label="Per person", elem_id="persons-table", interactive=False)
+            persons = gr.Dataframe(label="Per person", elem_id="persons-table", interactive=False, visible=False)
             timeline = gr.ScatterPlot(x="start", y="score", color="label", label="Timeline (window start frame)",
-                                      elem_id="timeline-chart", y_lim=[0, 1])
-            doc_view = gr.JSON(label="JSON (the `posec3d demo --json` document)", elem_id="result-json")
+                                      elem_id="timeline-chart", y_lim=[0, 1], visible=False)
+            doc_view = gr.JSON(label="JSON (the `posec3d demo --json` document)", elem_id="result-json", max_height=300)
             doc_file = gr.File(label="Download JSON", elem_id="result-json-file")
 
     def recognise(path, k, each, win, step, progress=gr.Progress()):
@@ -110,8 +113,9 @@ def _video_tab(service: WebService) -> None:
             json_path = folder / f"{stem}_posec3d.json"
             json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             topk_df, persons_df, timeline_df = _tables(doc, service.unknown_threshold)
-            yield (_top_html(doc, service.unknown_threshold), str(out), topk_df, persons_df, timeline_df, doc,
-                   str(json_path))
+            yield (_top_html(doc, service.unknown_threshold), str(out), topk_df,
+                   gr.update(value=persons_df, visible=not persons_df.empty),
+                   gr.update(value=timeline_df, visible=not timeline_df.empty), doc, str(json_path))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -127,7 +131,8 @@ class _CameraSession:
     """One browser's camera: its own StreamRecognizer (not thread-safe, so never shared)."""
 
     def __init__(self, service: WebService):
-        self.stream = StreamRecognizer(service.recognizer, max_persons=service.settings.max_persons,
+        self.stream = StreamRecognizer(service.recognizer, window=CAMERA_WINDOW, stride=CAMERA_STRIDE,
+                                       max_persons=service.settings.max_persons,
                                        unknown_threshold=service.settings.unknown_threshold)
         self.start = time.monotonic()
 
