@@ -91,7 +91,7 @@ def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, tru
                    topk: int, max_frames: Optional[int], max_persons: int, progress=None,
                    estimator=None) -> list[dict]:
     """Classify (or take from the cache) every video; returns one row per video."""
-    from posec3d.apps.demo import classify_annotation, extract_poses, render_video
+    from posec3d.stream import analyse_video, render_video
 
     cache_dir = out_dir / ".cache"
     rows = []
@@ -107,13 +107,12 @@ def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, tru
         else:
             row = {"path": rel.as_posix(), "output": None, "predictions": [], "error": None}
             try:
-                annotation = extract_poses(video, estimator=estimator, max_persons=max_persons,
-                                           max_frames=max_frames)
-                result = classify_annotation(recognizer, str(video), annotation, topk=topk)
+                result = analyse_video(video, recognizer, topk=topk, max_persons=max_persons,
+                                       max_frames=max_frames, estimator=estimator)
                 render_video(video, out_video, result)
                 row["output"] = out_video.relative_to(out_dir).as_posix()
                 row["predictions"] = [{"label": p.label, "score": round(p.score, 6)} for p in result.predictions]
-                row["num_frames"] = int(annotation["total_frames"])
+                row["num_frames"] = int(result.annotation["total_frames"])
             except (PoseC3DError, OSError, ValueError) as e:
                 row["error"] = f"{type(e).__name__}: {e}"
             atomic_write_text(cached, json.dumps(row))
@@ -227,7 +226,7 @@ def demo_folder(
     device: str = typer.Option("cpu", "--device", help="torch device for the recognizer."),
 ) -> None:
     """Run the demo on every video of a folder; write annotated videos, predictions.csv and report.xlsx."""
-    from posec3d.apps.demo import load_recognizer
+    from posec3d.stream import load_recognizer
     from posec3d.apps.progress import progress_bar
 
     if not video_dir.is_dir():
