@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from posec3d.errors import PoseC3DError
-from posec3d.web.service import WebService, is_unknown, label_text, safe_display_name
-from posec3d.web.stream_adapter import StreamRecognizer
+from posec3d.stream import StreamRecognizer, display_label
+from posec3d.web.service import WebService, safe_display_name
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 DATASET_SHORT_SIDE = 360   # skeleton previews: small files, quick to draw
@@ -46,23 +46,20 @@ def _error(e: PoseC3DError) -> gr.Error:
 # Video tab
 
 
-def _top_html(doc: dict, threshold: float) -> str:
-    if not doc["predictions"]:
+def _top_html(doc: dict) -> str:
+    if doc.get("label") is None:
         return ""
-    top = doc["predictions"][0]
-    unknown = is_unknown(doc if "unknown" in doc else top, threshold)
-    return f"<h2 id='top-label-text'>{label_text(top['label'], top['score'], unknown)}</h2>"
+    return f"<h2 id='top-label-text'>{display_label(doc['label'], doc['score'], doc['unknown'])}</h2>"
 
 
-def _tables(doc: dict, threshold: float):
+def _tables(doc: dict):
+    """The demo document as the page's tables: top-k, each person's top label, the timeline."""
     topk = pd.DataFrame([{"label": p["label"], "score": p["score"]} for p in doc["predictions"]])
-    rows = []
-    for person in doc.get("persons", []):
-        top = person["predictions"][0]
-        rows.append({"person": person["person"], "label": top["label"], "score": top["score"],
-                     "unknown": is_unknown(person if "unknown" in person else top, threshold)})
-    persons = pd.DataFrame(rows, columns=["person", "label", "score", "unknown"])
-    timeline = pd.DataFrame([{"start": w["start"], "end": w["end"], "label": w["label"], "score": w["score"]}
+    persons = pd.DataFrame([{"person": p["person"], "label": display_label(p["label"], p["score"], p["unknown"]),
+                             "score": p["score"]} for p in doc.get("persons", [])],
+                           columns=["person", "label", "score"])
+    timeline = pd.DataFrame([{"start": w["start"], "end": w["end"],
+                              "label": "unknown" if w["unknown"] else w["label"], "score": w["score"]}
                              for w in doc.get("timeline", [])], columns=["start", "end", "label", "score"])
     return topk, persons, timeline
 
@@ -112,8 +109,8 @@ def _video_tab(service: WebService) -> None:
             doc = result.to_json()
             json_path = folder / f"{stem}_posec3d.json"
             json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            topk_df, persons_df, timeline_df = _tables(doc, service.unknown_threshold)
-            yield (_top_html(doc, service.unknown_threshold), str(out), topk_df,
+            topk_df, persons_df, timeline_df = _tables(doc)
+            yield (_top_html(doc), str(out), topk_df,
                    gr.update(value=persons_df, visible=not persons_df.empty),
                    gr.update(value=timeline_df, visible=not timeline_df.empty), doc, str(json_path))
         finally:
@@ -153,7 +150,8 @@ def _camera_tab(service: WebService) -> None:
             return None, "", state
         state = state or _CameraSession(service)
         out = state.stream.push(np.ascontiguousarray(frame[..., :3]), time.monotonic() - state.start)
-        lines = [f"#{p.person} {label_text(p.label, p.score, p.unknown)}" for p in out.persons]
+        lines = [f"#{p.person} {display_label(p.label, p.score, p.unknown)}" for p in out.persons
+                 if p.label is not None]
         html = "".join(f"<div class='camera-label'>{line}</div>" for line in lines)
         return state.stream.draw(frame[..., :3], out), html, state
 

@@ -28,7 +28,7 @@ def build_app(service: WebService):
 
 
 def load_service(settings: Settings) -> WebService:
-    from posec3d.web.stream_adapter import load_recognizer
+    from posec3d.stream import load_recognizer
 
     recognizer = load_recognizer(settings.model, settings.config, settings.checkpoint, settings.label_map,
                                  device=settings.device)

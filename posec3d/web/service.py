@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from posec3d.errors import PoseC3DError, VideoError
-from posec3d.web.stream_adapter import analyse_video, render_video
+from posec3d.stream import analyse_video, render_video, resolve_unknown_threshold
 
 MB = 1 << 20
 # The multipart framing and the small form fields around an upload: the body may exceed the file
@@ -135,9 +135,7 @@ class WebService:
 
     @property
     def unknown_threshold(self) -> float:
-        if self.settings.unknown_threshold is not None:
-            return float(self.settings.unknown_threshold)
-        return float(getattr(self.recognizer, "unknown_threshold", 0.0) or 0.0)
+        return resolve_unknown_threshold(self.recognizer, self.settings.unknown_threshold)
 
     @contextmanager
     def request_dir(self) -> Iterator[Path]:
@@ -186,15 +184,3 @@ class WebService:
     def close(self) -> None:
         shutil.rmtree(self.temp_root, ignore_errors=True)
 
-
-def label_text(label: str, score: float, unknown: bool) -> str:
-    """How pages show a top label: the open-set wording of the contract when it is unknown."""
-    return f"unknown (best guess: {label} {score:.2f})" if unknown else f"{label} {score:.2f}"
-
-
-def is_unknown(doc_or_score, threshold: float) -> bool:
-    """The contract's "unknown" flag: read it from a document, or compare a score to the threshold."""
-    if isinstance(doc_or_score, dict) and "unknown" in doc_or_score:
-        return bool(doc_or_score["unknown"])
-    score = doc_or_score["score"] if isinstance(doc_or_score, dict) else doc_or_score
-    return bool(threshold > 0 and float(score) < threshold)

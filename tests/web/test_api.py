@@ -31,7 +31,7 @@ def reference(short_clip):
     """The `posec3d demo --json` document of the short clip, computed in this process."""
     import torch
 
-    from posec3d.web.stream_adapter import analyse_video, load_recognizer
+    from posec3d.stream import analyse_video, load_recognizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -55,6 +55,7 @@ def _close(doc, ref):
     assert [p["score"] for p in doc["predictions"]] == pytest.approx([p["score"] for p in ref["predictions"]],
                                                                        abs=1e-4)
     assert (doc["num_frames"], doc["num_persons"]) == (ref["num_frames"], ref["num_persons"])
+    assert (doc["label"], doc["unknown"]) == (ref["label"], ref["unknown"])
 
 
 def test_health_and_models(server):
@@ -122,8 +123,8 @@ def test_windows_and_persons_follow_the_demo_options(server, short_clip):
     json.dumps(doc)
 
 
-def test_auth_guards_everything_but_healthz(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("serve-auth"), "--auth", "ana:s3cret")
+def test_auth_guards_everything_but_healthz_and_the_open_set_threshold(tmp_path_factory, short_clip, reference):
+    srv = start_server(tmp_path_factory.mktemp("serve-auth"), "--auth", "ana:s3cret", "--unknown-threshold", "0.99")
     try:
         assert httpx.get(f"{srv.url}/healthz").status_code == 200
         assert httpx.get(f"{srv.url}/api/v1/models").status_code == 401
@@ -131,5 +132,12 @@ def test_auth_guards_everything_but_healthz(tmp_path_factory):
         assert httpx.get(f"{srv.url}/api/v1/models", auth=("ana", "wrong")).status_code == 401
         assert httpx.get(f"{srv.url}/api/v1/models", auth=("ana", "s3cret")).status_code == 200
         assert httpx.get(f"{srv.url}/", auth=("ana", "s3cret")).status_code == 200
+        with open(short_clip, "rb") as f:
+            doc = httpx.post(f"{srv.url}/api/v1/predict", files={"video": (short_clip.name, f)}, data={"topk": "3"},
+                             auth=("ana", "s3cret"), timeout=300).json()
+        # Below --unknown-threshold the result is unknown; the label stays the best guess.
+        assert reference["score"] < 0.99
+        assert doc["unknown"] is True and doc["unknown_threshold"] == 0.99
+        assert doc["label"] == reference["label"] and doc["predictions"] == reference["predictions"]
     finally:
         stop_server(srv)
