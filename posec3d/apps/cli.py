@@ -60,5 +60,9 @@ def main() -> None:
     try:
         app()
     except PoseC3DError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        from rich.markup import escape
+
+        # escape: a message may hold brackets ("pip install 'posec3d[web]'") that are not markup.
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False,
+                                                   markup=True)
         sys.exit(1)

@@ -9,6 +9,17 @@ import typer
 from posec3d.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WEB_EXTRA = {"gradio": "gradio", "fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipart": "multipart"}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (gradio takes seconds to import)."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
 
 
 def serve(
@@ -35,14 +46,6 @@ def serve(
     device: str = typer.Option("cpu", "--device", help="torch device for the recognizer."),
 ) -> None:
     """Serve the web app: drop a video or turn on the camera, see each person's action."""
-    try:
-        import fastapi  # noqa: F401
-        import gradio  # noqa: F401
-        import multipart  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        raise ConfigError(f"posec3d serve needs the web extra ({e.name} is missing): "
-                          "pip install 'posec3d[web]'") from None
     from posec3d.web.server import run
     from posec3d.web.service import Settings
 
@@ -54,6 +57,10 @@ def serve(
         user_pass = (user, password)
     if examples is not None and not examples.is_dir():
         raise ConfigError(f"{examples}: --examples must be a folder of videos")
+    missing = [name for name, module in WEB_EXTRA.items() if not _installed(module)]
+    if missing:
+        raise ConfigError(f"posec3d serve needs the web extra ({', '.join(missing)} missing): "
+                          "pip install 'posec3d[web]'")
     if host not in LOOPBACK:
         typer.echo(f"warning: serving on {host}, reachable from other machines"
                    + ("" if user_pass else "; add --auth USER:PASS so only you can use it"), err=True)

@@ -73,22 +73,16 @@ def stop_server(server: Server) -> None:
         server.process.wait()
 
 
-def cut_clip(src: Path, dst: Path, seconds: float, width: int | None = None) -> Path:
-    """The first ``seconds`` of a real video re-encoded as H.264 MP4 (optionally narrower)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream = inp.streams.video[0]
-        rate = stream.average_rate
-        enc = out.add_stream("libx264", rate=rate)
-        w = width or stream.codec_context.width
-        h = round(stream.codec_context.height * w / stream.codec_context.width / 2) * 2
-        enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
-        for i, frame in enumerate(inp.decode(stream)):
-            if i >= seconds * float(rate):
-                break
-            for packet in enc.encode(frame.reformat(width=w, height=h, format="yuv420p")):
-                out.mux(packet)
-        for packet in enc.encode():
-            out.mux(packet)
+def cut_clip(src: Path, dst: Path, seconds: float, short_side: int | None = None) -> Path:
+    """The first ``seconds`` of a real video, re-encoded by the package's own reader and writer."""
+    from posec3d.apps.render import VideoWriter
+    from posec3d.pose.video import VideoReader
+
+    with VideoReader(src, short_side=short_side) as reader:
+        frames = [rgb for _, (_, rgb) in zip(range(round(seconds * reader.fps)), reader)]
+        with VideoWriter(dst, fps=reader.fps, width=reader.out_width, height=reader.out_height) as writer:
+            for rgb in frames:
+                writer.write(rgb)
     return dst
 
 

@@ -23,7 +23,7 @@ def server(tmp_path_factory):
 def short_clip(tmp_path_factory, data_dir):
     """Two seconds of a real clip, narrowed: enough for a person and a prediction, cheap to analyse."""
     return cut_clip(data_dir / "videos/kinetics/clean_and_jerk.mp4",
-                    tmp_path_factory.mktemp("clips") / "clean_and_jerk_2s.mp4", 2.0, width=320)
+                    tmp_path_factory.mktemp("clips") / "clean_and_jerk_2s.mp4", 2.0, short_side=240)
 
 
 @pytest.fixture(scope="module")
