@@ -228,9 +228,8 @@ def _dataset_tab(service: WebService) -> None:
         try:
             out = folder / output_name(one, int(index))
             try:
-                with service.slots.slot():
-                    render_sample(one, out, label_names=names, short_side=DATASET_SHORT_SIDE,
-                                  progress=_ProgressBridge(progress, "drawing"))
+                service.workers.run(render_sample, one, out, label_names=names, short_side=DATASET_SHORT_SIDE,
+                                    progress=_ProgressBridge(progress, "drawing"))
             except PoseC3DError as e:
                 raise _error(e) from None
             yield str(out)

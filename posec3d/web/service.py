@@ -4,10 +4,12 @@ Nothing here imports gradio or fastapi, so it can be reasoned about (and tested)
 """
 from __future__ import annotations
 
+import contextvars
 import re
 import shutil
 import tempfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,30 +80,57 @@ class SerialisedRecognizer:
         return locked
 
 
-class Slots:
-    """At most ``concurrency`` analyses at once; at most ``max_queue`` more waiting, then ``Busy``."""
+class Workers:
+    """A fixed set of ``concurrency`` threads does every analysis; ``max_queue`` more may wait.
 
-    def __init__(self, concurrency: int, max_queue: int):
-        self._running = threading.BoundedSemaphore(max(1, concurrency))
-        self._waiting = 0
+    Fixed threads rather than the web server's pool (up to 40): every thread that runs MediaPipe
+    and torch grows its own allocator arena, so memory stays flat only if the same few threads do
+    all the work. Each thread also keeps one pose estimator (reset for every video by the pose
+    code), instead of loading the model again per request.
+    """
+
+    def __init__(self, concurrency: int, max_queue: int, max_persons: int = 2):
+        self.concurrency, self.max_queue, self.max_persons = max(1, concurrency), max_queue, max_persons
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="posec3d-worker")
+        self._pending = 0
         self._lock = threading.Lock()
-        self.max_queue = max_queue
+        self._local = threading.local()
+        self._estimators: list = []
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
+    def submit(self, fn: Callable, *args, **kwargs) -> Future:
+        """Queue ``fn(*args, **kwargs)``; ``Busy`` when every thread is busy and the line is full."""
         with self._lock:
-            if self._waiting >= self.max_queue:
-                raise Busy(f"server busy: {self._waiting} requests already waiting, try again later")
-            self._waiting += 1
-        try:
-            self._running.acquire()
-        finally:
+            if self._pending >= self.concurrency + self.max_queue:
+                raise Busy(f"server busy: {self._pending - self.concurrency} requests already waiting, "
+                           "try again later")
+            self._pending += 1
+        # The caller's context travels along (Gradio finds its progress bar through it).
+        future = self._pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    def run(self, fn: Callable, *args, **kwargs):
+        return self.submit(fn, *args, **kwargs).result()
+
+    def _finished(self, _future) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def estimator(self):
+        """This worker thread's own pose estimator (estimators are not thread-safe)."""
+        est = getattr(self._local, "estimator", None)
+        if est is None:
+            from posec3d.pose.estimators.blazepose import MediaPipePose
+
+            est = self._local.estimator = MediaPipePose(max_persons=self.max_persons)
             with self._lock:
-                self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._running.release()
+                self._estimators.append(est)
+        return est
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for est in self._estimators:
+            est.close()
 
 
 def safe_display_name(name: Optional[str]) -> str:
@@ -129,7 +158,7 @@ class WebService:
         self.settings = settings
         self.recognizer = SerialisedRecognizer(recognizer)
         self.model_name = model_name
-        self.slots = Slots(settings.concurrency, settings.max_queue)
+        self.workers = Workers(settings.concurrency, settings.max_queue, settings.max_persons)
         # Every temporary file of this server lives under one folder, removed at shutdown.
         self.temp_root = Path(tempfile.mkdtemp(prefix="posec3d-serve-"))
 
@@ -165,22 +194,28 @@ class WebService:
     def analyse(self, path: Path, display: str, *, topk: int = 5, per_person: bool = False,
                 window: Optional[int] = None, stride: Optional[int] = None,
                 progress: Optional[Callable[..., None]] = None):
-        """Probe, then poses -> actions for the video at ``path`` (a file this server wrote)."""
+        """Probe, then poses -> actions for the video at ``path`` (a file this server wrote), on a worker."""
         probe_video(path, display)
-        with self.slots.slot():
-            try:
-                result = analyse_video(path, self.recognizer, topk=topk, per_person=per_person, window=window,
-                                       stride=stride, max_persons=self.settings.max_persons,
-                                       unknown_threshold=self.settings.unknown_threshold, progress=progress)
-            except PoseC3DError as e:  # messages name our temporary path: name the upload instead
-                raise type(e)(str(e).replace(str(path), display)) from None
+
+        def work():
+            return analyse_video(path, self.recognizer, topk=topk, per_person=per_person, window=window,
+                                 stride=stride, max_persons=self.settings.max_persons,
+                                 estimator=self.workers.estimator(),
+                                 unknown_threshold=self.settings.unknown_threshold, progress=progress)
+
+        try:
+            result = self.workers.run(work)
+        except PoseC3DError as e:  # messages name our temporary path: name the upload instead
+            raise type(e)(str(e).replace(str(path), display)) from None
         result.video = display
         return result
 
     def render(self, path: Path, out: Path, result, progress=None) -> Path:
-        render_video(path, out, result, progress=progress)
+        """The annotated video of ``result`` (on a worker)."""
+        self.workers.run(render_video, path, out, result, progress=progress)
         return out
 
     def close(self) -> None:
+        self.workers.close()
         shutil.rmtree(self.temp_root, ignore_errors=True)
 

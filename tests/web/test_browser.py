@@ -27,6 +27,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 LABEL_WITHIN_S = 15
+AUTH = ("ana", "s3cret")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(folder, data_dir):
-    srv = start_server(folder, "--examples", str(data_dir / "videos/kinetics"))
+    srv = start_server(folder, "--examples", str(data_dir / "videos/kinetics"), "--auth", ":".join(AUTH))
     yield srv
     stop_server(srv)
 
@@ -48,6 +49,7 @@ def browser(folder, data_dir):
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(profile), executable_path=str(CHROMIUM), headless=True, viewport={"width": 1400, "height": 1000},
+            http_credentials={"username": AUTH[0], "password": AUTH[1]},
             args=CHROMIUM_FLAGS + [f"--use-file-for-fake-video-capture={camera}"])
         yield context
         context.close()
@@ -60,6 +62,18 @@ def page(browser, server):
     page.wait_for_selector("#video-input", timeout=60_000)
     yield page
     page.close()
+
+
+def test_auth_guards_every_page_and_route_but_healthz(server):
+    import httpx
+
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    for path in ("/", "/api/v1/models"):
+        assert httpx.get(server.url + path).status_code == 401
+        assert httpx.get(server.url + path, auth=("ana", "wrong")).status_code == 401
+        assert httpx.get(server.url + path, auth=AUTH).status_code == 200
+    video = httpx.post(f"{server.url}/api/v1/predict", files={"video": ("a.mp4", b"x")})
+    assert video.status_code == 401 and video.headers["www-authenticate"].startswith("Basic")
 
 
 def _video_duration(page, selector: str) -> float:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from posec3d.web.service import Busy, Slots, probe_video, safe_display_name
+from posec3d.web.service import Busy, Workers, probe_video, safe_display_name
 from tests.web.conftest import REPO
 
 WEB_MODULES = ("gradio", "fastapi", "uvicorn", "starlette", "multipart")
@@ -39,11 +38,13 @@ def test_serve_without_the_extra_says_how_to_install_it_in_one_line():
                                                "pip install 'posec3d[web]'"]
 
 
-def test_serve_rejects_an_unknown_model_and_a_bad_auth_in_one_line():
-    out = _run("import sys; sys.argv = ['posec3d', 'serve', '--model', 'no-such-model']\n"
+def test_serve_warns_off_loopback_and_rejects_an_unknown_model_and_a_bad_auth_in_one_line():
+    out = _run("import sys; sys.argv = ['posec3d', 'serve', '--host', '0.0.0.0', '--model', 'no-such-model']\n"
                "from posec3d.apps.cli import main; main()")
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
-    assert "unknown bundled model 'no-such-model'" in out.stderr
+    warning, error = out.stderr.strip().splitlines()
+    assert warning == ("warning: serving on 0.0.0.0, reachable from other machines; add --auth USER:PASS so "
+                       "only you can use it")
+    assert out.returncode == 1 and error.startswith("error: unknown bundled model 'no-such-model'")
     out = _run("import sys; sys.argv = ['posec3d', 'serve', '--auth', 'nopassword']\n"
                "from posec3d.apps.cli import main; main()")
     assert out.returncode == 1 and out.stderr.strip() == "error: --auth takes USER:PASS"
@@ -65,33 +66,28 @@ def test_probe_names_the_upload_not_the_temporary_path(tmp_path):
     assert str(e.value) == "holiday.mov: not a video (no frame PyAV can decode)"
 
 
-def test_slots_run_at_most_n_and_turn_away_past_the_queue():
-    slots = Slots(concurrency=2, max_queue=1)
+def test_workers_run_at_most_n_at_once_and_turn_away_past_the_queue():
+    workers = Workers(concurrency=2, max_queue=1)
     running, peak, lock = [0], [0], threading.Lock()
     release = threading.Event()
 
     def job():
-        with slots.slot():
-            with lock:
-                running[0] += 1
-                peak[0] = max(peak[0], running[0])
-            release.wait(10)
-            with lock:
-                running[0] -= 1
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        return threading.current_thread().name
 
-    threads = [threading.Thread(target=job) for _ in range(3)]  # 2 run, 1 waits
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 10
-    while slots._waiting < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    futures = [workers.submit(job) for _ in range(3)]  # 2 run, 1 waits
     with pytest.raises(Busy, match="server busy: 1 requests already waiting"):
-        with slots.slot():
-            pass
+        workers.submit(job)
     release.set()
-    for t in threads:
-        t.join()
-    assert peak[0] == 2
+    names = {f.result(timeout=10) for f in futures}
+    assert peak[0] == 2 and len(names) <= 2 and all(n.startswith("posec3d-worker") for n in names)
+    assert workers.run(lambda: 7) == 7  # the line is free again
+    workers.close()
 
 
 def test_dataset_samples_lose_their_file_names_and_get_a_canvas():
