@@ -71,7 +71,8 @@ def _video_tab(service: WebService) -> None:
             with gr.Accordion("Options", open=False):
                 topk = gr.Slider(1, 10, value=5, step=1, label="top-k")
                 per_person = gr.Checkbox(True, label="classify each person too", elem_id="per-person")
-                window = gr.Number(None, precision=0, minimum=0, label="window (frames; empty or 0: whole video)")
+                window = gr.Number(None, precision=0, minimum=0, label="window (frames; empty or 0: whole video)",
+                                   elem_id="window")
                 stride = gr.Number(None, precision=0, minimum=0, label="stride (frames; default window/2)")
             run = gr.Button("Recognise", variant="primary", elem_id="video-run")
             examples = sorted(p for p in service.settings.examples.iterdir()
@@ -216,7 +217,8 @@ def _dataset_tab(service: WebService) -> None:
               f"samples: {summary['num_samples']}, classes: {summary.get('num_classes')}, "
               f"splits: {', '.join(f'{k} {v}' for k, v in (summary.get('splits') or {}).items()) or 'none'}")
         choices = [(f"{i}: {s.get('frame_dir', '')}", i) for i, s in enumerate(samples)]
-        return (md, hist_df, summary, gr.update(choices=choices, value=0 if choices else None), samples, names)
+        hist = gr.update(value=hist_df, y_lim=[0, int(hist_df["samples"].max()) if len(hist_df) else 1])
+        return (md, hist, summary, gr.update(choices=choices, value=0 if choices else None), samples, names)
 
     def draw(index, samples, names, progress=gr.Progress()):
         from posec3d.apps.vis import output_name, render_sample

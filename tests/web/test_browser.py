@@ -86,6 +86,8 @@ def _video_duration(page, selector: str) -> float:
 def test_upload_shows_clean_and_jerk_first_and_plays_the_annotated_video(page, folder, data_dir):
     page.set_input_files("#video-input input[type=file]", str(data_dir / "videos/kinetics/clean_and_jerk.mp4"))
     page.wait_for_selector("#video-input video", timeout=60_000)
+    page.get_by_text("Options").click()
+    page.fill("#window input", "48")
     page.click("#video-run")
     top = page.wait_for_selector("#top-label-text", timeout=180_000)
     assert top.inner_text().startswith("clean_and_jerk ")
@@ -94,6 +96,7 @@ def test_upload_shows_clean_and_jerk_first_and_plays_the_annotated_video(page, f
     page.wait_for_timeout(500)
     page.screenshot(path=str(folder / "video_tab.png"), full_page=True)
     assert "clean_and_jerk" in page.inner_text("#persons-table")
+    assert page.is_visible("#timeline-chart")
 
 
 def test_camera_tab_labels_a_person_within_15_s(page, folder):
