@@ -4,10 +4,10 @@ Starts a real server (`python -m posec3d serve`, bundled model, its default --co
 given) on a free loopback port and posts a short clip (the first --seconds of the Kinetics
 clean-and-jerk clip, short side 240) to ``/api/v1/predict`` from 1 and then 4 concurrent clients:
 requests per second and p50 / p95 latency per level. Then the server's RSS (VmRSS of the server
-process) after a warm-up (two requests per worker thread), after the two load levels and again after
---rss-requests more from 4 clients: ``rss_growth`` is their
-ratio to the after-levels figure minus one (the issue asks for at most 0.10). The 1-minute load average is recorded because
-the machine's CPUs may be shared: absolute figures move with it.
+process) after a warm-up (two requests per worker thread), after the two load levels, and again
+after --rss-requests more from 4 clients: ``rss_growth`` is the last over the after-levels figure,
+minus one (the issue asks for at most 0.10). The 1-minute load average is recorded because the
+machine's CPUs may be shared: absolute figures move with it.
 
     python bench/serve.py [--seconds 1] [--requests 8] [--rss-requests 50] [--concurrency 2]
 """

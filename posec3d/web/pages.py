@@ -1,6 +1,7 @@
 """The Gradio pages: Video, Camera and Dataset tabs over the shared ``WebService``."""
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from posec3d.errors import PoseC3DError
+from posec3d.files import atomic_write_text
 from posec3d.stream import StreamRecognizer, display_label
 from posec3d.web.service import WebService, safe_display_name
 
@@ -49,7 +51,8 @@ def _error(e: PoseC3DError) -> gr.Error:
 def _top_html(doc: dict) -> str:
     if doc.get("label") is None:
         return ""
-    return f"<h2 id='top-label-text'>{display_label(doc['label'], doc['score'], doc['unknown'])}</h2>"
+    text = display_label(doc["label"], doc["score"], doc["unknown"])
+    return f"<h2 id='top-label-text'>{html.escape(text)}</h2>"
 
 
 def _tables(doc: dict):
@@ -109,7 +112,7 @@ def _video_tab(service: WebService) -> None:
                 raise _error(e) from None
             doc = result.to_json()
             json_path = folder / f"{stem}_posec3d.json"
-            json_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            atomic_write_text(json_path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
             topk_df, persons_df, timeline_df = _tables(doc)
             yield (_top_html(doc), str(out), topk_df,
                    gr.update(value=persons_df, visible=not persons_df.empty),
@@ -153,8 +156,8 @@ def _camera_tab(service: WebService) -> None:
         out = state.stream.push(np.ascontiguousarray(frame[..., :3]), time.monotonic() - state.start)
         lines = [f"#{p.person} {display_label(p.label, p.score, p.unknown)}" for p in out.persons
                  if p.label is not None]
-        html = "".join(f"<div class='camera-label'>{line}</div>" for line in lines)
-        return state.stream.draw(frame[..., :3], out), html, state
+        labels_html = "".join(f"<div class='camera-label'>{html.escape(line)}</div>" for line in lines)
+        return state.stream.draw(frame[..., :3], out), labels_html, state
 
     cam.stream(on_frame, [cam, session], [drawn, labels, session], stream_every=CAMERA_FRAME_EVERY_S,
                time_limit=CAMERA_SESSION_S, concurrency_limit=max(2, service.settings.concurrency * 2))

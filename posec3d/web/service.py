@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from posec3d.errors import PoseC3DError, VideoError
+from posec3d.files import atomic_write
 from posec3d.stream import analyse_video, render_video, resolve_unknown_threshold
 
 MB = 1 << 20
@@ -180,7 +181,7 @@ class WebService:
         limit = self.settings.max_upload_bytes
         path = folder / "upload"
         size = 0
-        with open(path, "wb") as out:
+        with atomic_write(path, "wb") as out:
             while True:
                 block = stream.read(chunk)
                 if not block:

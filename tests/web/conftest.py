@@ -29,9 +29,10 @@ class Server:
     log: Path
 
     def temp_files(self) -> list[Path]:
-        """Files left in the per-request folders (the Gradio cache is not one)."""
-        return [p for p in self.tmpdir.glob("posec3d-serve-*/*/**/*") if p.is_file()
-                and not p.relative_to(self.tmpdir).parts[1] == "gradio"]
+        """Files left in the per-request folders (the Gradio cache, pruned by age, is not one)."""
+        roots = list(self.tmpdir.glob("posec3d-serve-*"))
+        assert len(roots) == 1, roots  # the server's one temporary folder, where TMPDIR says
+        return [p for p in roots[0].rglob("*") if p.is_file() and p.relative_to(roots[0]).parts[0] != "gradio"]
 
 
 def free_port() -> int:

@@ -83,7 +83,7 @@ def _video_duration(page, selector: str) -> float:
     return float(handle.json_value())
 
 
-def test_upload_shows_clean_and_jerk_first_and_plays_the_annotated_video(page, folder, data_dir):
+def test_upload_shows_clean_and_jerk_first_and_plays_the_annotated_video(page, server, folder, data_dir):
     page.set_input_files("#video-input input[type=file]", str(data_dir / "videos/kinetics/clean_and_jerk.mp4"))
     page.wait_for_selector("#video-input video", timeout=60_000)
     page.get_by_text("Options").click()
@@ -97,6 +97,8 @@ def test_upload_shows_clean_and_jerk_first_and_plays_the_annotated_video(page, f
     page.screenshot(path=str(folder / "video_tab.png"), full_page=True)
     assert "clean_and_jerk" in page.inner_text("#persons-table")
     assert page.is_visible("#timeline-chart")
+    # The outputs were copied into Gradio's cache (pruned by age) and the request's folder is gone.
+    assert server.temp_files() == []
 
 
 def test_camera_tab_labels_a_person_within_15_s(page, folder):
@@ -112,7 +114,7 @@ def test_camera_tab_labels_a_person_within_15_s(page, folder):
     assert text.startswith("#") and ("clean_and_jerk" in text or "unknown" in text), text
 
 
-def test_dataset_tab_summarises_and_draws_a_sample(page, folder, data_dir):
+def test_dataset_tab_summarises_and_draws_a_sample(page, server, folder, data_dir):
     from posec3d.data.annotations import load_annotations
 
     pkl = data_dir / "skeleton/ntu60_mediapipe_coco17_samples.pkl"
@@ -130,6 +132,7 @@ def test_dataset_tab_summarises_and_draws_a_sample(page, folder, data_dir):
     fps = 30  # vis's default when a sample has no source video
     assert duration == pytest.approx(samples[0]["total_frames"] / fps, abs=0.1)
     page.screenshot(path=str(folder / "dataset_tab.png"), full_page=True)
+    assert server.temp_files() == []
     if os.environ.get("POSEC3D_KEEP_SCREENSHOTS"):
         shutil.copytree(folder, os.environ["POSEC3D_KEEP_SCREENSHOTS"], dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("*.y4m", "chromium-profile", "posec3d-serve-*"))
