@@ -44,6 +44,7 @@ from posec3d.apps import (  # noqa: E402
     export_onnx,
     extract,
     info,
+    live,
     serve,
     train,
     test,
@@ -52,7 +53,7 @@ from posec3d.apps import (  # noqa: E402
 )
 
 for _module in (info, extract, build_dataset, convert, vis, train, test, ensemble,
-                export_onnx, demo, demo_folder, zoo, serve):
+                export_onnx, demo, demo_folder, live, zoo, serve):
     _module.register(app)
 
 

@@ -89,34 +89,57 @@ def cache_key(video: Path, settings: dict) -> str:
 
 def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, truth: dict[str, str],
                    topk: int, max_frames: Optional[int], max_persons: int, progress=None,
-                   estimator=None) -> list[dict]:
-    """Classify (or take from the cache) every video; returns one row per video."""
-    from posec3d.stream import analyse_video, render_video
+                   estimator=None, workers: int = 1, render: bool = True,
+                   unknown_threshold: Optional[float] = None) -> list[dict]:
+    """Classify (or take from the cache) every video; returns one row per video.
+
+    ``workers`` processes extract poses (and render) in parallel; ``render=False`` writes no videos.
+    """
+    from posec3d.stream.batch import VideoJob, analyse_many
+    from posec3d.stream.labels import is_unknown, resolve_unknown_threshold
 
     cache_dir = out_dir / ".cache"
-    rows = []
-    for video in find_videos(root):
+    threshold = resolve_unknown_threshold(recognizer, unknown_threshold)
+    videos = find_videos(root)
+    done: dict[int, dict] = {}
+    jobs, positions, keys = [], [], []
+    for i, video in enumerate(videos):
         rel = video.relative_to(root)
         out_video = out_dir / "videos" / rel.parent / f"{rel.stem}_demo.mp4"
         key = cache_key(video, settings)
         cached = cache_dir / f"{key}.json"
-        row = None
-        if cached.is_file() and (out_video.is_file() or "error" in json.loads(cached.read_text())):
+        if cached.is_file():
             row = json.loads(cached.read_text())
-            row["cached"] = True
-        else:
-            row = {"path": rel.as_posix(), "output": None, "predictions": [], "error": None}
-            try:
-                result = analyse_video(video, recognizer, topk=topk, max_persons=max_persons,
-                                       max_frames=max_frames, estimator=estimator)
-                render_video(video, out_video, result)
-                row["output"] = out_video.relative_to(out_dir).as_posix()
-                row["predictions"] = [{"label": p.label, "score": round(p.score, 6)} for p in result.predictions]
-                row["num_frames"] = int(result.annotation["total_frames"])
-            except (PoseC3DError, OSError, ValueError) as e:
-                row["error"] = f"{type(e).__name__}: {e}"
-            atomic_write_text(cached, json.dumps(row))
-            row["cached"] = False
+            if not render or out_video.is_file() or row.get("error"):
+                row["cached"] = True
+                done[i] = row
+                if progress is not None:
+                    progress(advance=1, video=rel.name)
+                continue
+        jobs.append(VideoJob(video, out_video if render else None))
+        positions.append(i)
+        keys.append(cached)
+    for outcome in analyse_many(jobs, recognizer, workers=workers, topk=topk, max_persons=max_persons,
+                                max_frames=max_frames, estimator=estimator, unknown_threshold=threshold):
+        video = outcome.job.video
+        row = {"path": video.relative_to(root).as_posix(), "output": None, "predictions": [],
+               "error": outcome.error}
+        if outcome.result is not None and outcome.error is None:
+            row["predictions"] = [{"label": p.label, "score": round(p.score, 6)} for p in outcome.result.predictions]
+            row["num_frames"] = int(outcome.result.annotation["total_frames"])
+            if outcome.job.out is not None:
+                row["output"] = outcome.job.out.relative_to(out_dir).as_posix()
+        atomic_write_text(keys[outcome.index], json.dumps(row))
+        row["cached"] = False
+        done[positions[outcome.index]] = row
+        if progress is not None:
+            progress(advance=1, video=video.name)
+    rows = []
+    for i, video in enumerate(videos):
+        row = done[i]
+        # the open set is decided from the cached score, so a new threshold needs no recomputation
+        row["unknown"] = (None if row["error"] or not row["predictions"] else
+                          is_unknown(row["predictions"][0]["score"], threshold))
         row["true_label"] = true_label_of(video, root, truth)
         preds = [p["label"] for p in row["predictions"]]
         row["correct"] = (None if row["true_label"] is None or row["error"] else
@@ -124,8 +147,6 @@ def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, tru
         row["correct_top5"] = (None if row["true_label"] is None or row["error"] else
                                row["true_label"] in preds[:5])
         rows.append(row)
-        if progress is not None:
-            progress(advance=1, video=rel.name)
     return rows
 
 
@@ -144,12 +165,13 @@ def video_table(rows: list[dict], topk: int):
             rec[f"top{k + 1}_label"] = p["label"] if p else None
             rec[f"top{k + 1}_score"] = p["score"] if p else None
         rec["correct"] = r["correct"]
+        rec["unknown"] = r.get("unknown")
         rec["output"] = r["output"]
         rec["error"] = r["error"]
         records.append(rec)
     return pd.DataFrame.from_records(records, columns=(
         ["path", "true_label"] + [f"top{k + 1}_{s}" for k in range(topk) for s in ("label", "score")]
-        + ["correct", "output", "error"]))
+        + ["correct", "unknown", "output", "error"]))
 
 
 def summary_tables(rows: list[dict]):
@@ -224,6 +246,13 @@ def demo_folder(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Use only the first N frames."),
     num_clips: Optional[int] = typer.Option(None, "--num-clips", min=1, help="Override the test clips."),
     device: str = typer.Option("cpu", "--device", help="torch device for the recognizer."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Extract poses (and render) N videos at once in "
+                                "worker processes; one recognizer in this process."),
+    video: bool = typer.Option(True, "--video/--no-video", help="Write annotated videos (--no-video: only "
+                               "the reports)."),
+    unknown_threshold: Optional[float] = typer.Option(
+        None, "--unknown-threshold", help="Report 'unknown' when the top score is below F "
+        "(default: the model's calibrated threshold; 0 turns it off)."),
 ) -> None:
     """Run the demo on every video of a folder; write annotated videos, predictions.csv and report.xlsx."""
     from posec3d.stream import load_recognizer
@@ -240,13 +269,21 @@ def demo_folder(
                 "checkpoint": _checkpoint_identity(recognizer), "topk": topk, "max_persons": max_persons,
                 "max_frames": max_frames, "num_clips": num_clips}
     out_dir.mkdir(parents=True, exist_ok=True)
+    if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
+        raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
+    import contextlib
+
+    import torch
+
     from posec3d.pose.estimators import MediaPipePose
 
-    with MediaPipePose(max_persons=max_persons) as estimator, \
+    torch.set_num_threads(1)  # the recognizer is small; the cores go to pose estimation
+    with (MediaPipePose(max_persons=max_persons) if workers == 1 else contextlib.nullcontext()) as estimator, \
             progress_bar(len(videos), "videos") as update:
         rows = process_folder(video_dir, out_dir, recognizer, settings=settings, truth=truth, topk=topk,
                               max_frames=max_frames, max_persons=max_persons, progress=update,
-                              estimator=estimator)
+                              estimator=estimator, workers=workers, render=video,
+                              unknown_threshold=unknown_threshold)
     csv_path, xlsx_path = write_reports(out_dir, rows, topk)
     failed = [r for r in rows if r["error"]]
     cached = sum(1 for r in rows if r.get("cached"))

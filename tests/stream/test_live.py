@@ -1,0 +1,160 @@
+"""`posec3d live` end to end on real clips: offline equivalence, a loopback stream, Ctrl-C."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+from typer.testing import CliRunner
+
+from posec3d.apps.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _events(path: Path) -> list[dict]:
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines]  # every line parses
+
+
+def _frames(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def _live_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "posec3d", "live", *map(str, args), "--no-display"]
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip", ["kinetics/clean_and_jerk.mp4", "ntu/ntu_sample.avi"])
+def test_live_file_equals_the_offline_demo_per_person_and_window(data_dir, tmp_path, clip):
+    """`live FILE --no-realtime` and `demo --per-person --causal` agree on every person's every window."""
+    video = data_dir / "videos" / clip
+    js, events_path, out = tmp_path / "demo.json", tmp_path / "live.jsonl", tmp_path / "live.mp4"
+    runner = CliRunner()
+    r = runner.invoke(app, ["demo", str(video), "-o", str(tmp_path / "demo.mp4"), "--json", str(js),
+                            "--per-person", "--window", "48", "--stride", "16", "--causal", "--topk", "1"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["live", str(video), "--no-realtime", "--window", "48", "--stride", "16",
+                            "--jsonl", str(events_path), "--out", str(out), "--no-display"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(js.read_text())
+    offline = {(p["person"], w["start"], w["end"]): w for p in doc["persons"] for w in p.get("timeline", [])}
+    events = _events(events_path)
+    live = {(e["person"], *e["window"]): e for e in events if e["event"] == "window"}
+    assert offline and set(live) == set(offline)
+    for key, w in offline.items():
+        assert live[key]["label"] == w["label"], key
+        assert abs(live[key]["score"] - w["score"]) <= 1e-5, key
+        assert live[key]["unknown"] == w["unknown"]
+    end = events[-1]
+    assert end["event"] == "end" and end["reason"] == "end of stream" and end["dropped"] == 0
+    assert _frames(out) == doc["num_frames"] == end["frames"]
+    assert any(e["event"] == "action" for e in events)
+
+
+def test_a_camera_that_cannot_be_opened_is_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["live", "/dev/video77", "--no-display", "--jsonl", str(tmp_path / "e.jsonl")])
+    assert r.exit_code == 1
+    msg = str(r.exception)
+    assert "camera /dev/video77" in msg and "cannot open" in msg and "\n" not in msg
+
+
+def _mpegts(video: Path, max_frames: int) -> bytes:
+    """A real clip re-encoded as an MPEG-TS byte stream (what a camera server would send)."""
+    buf = io.BytesIO()
+    with av.open(str(video)) as src, av.open(buf, "w", format="mpegts") as dst:
+        stream = dst.add_stream("mpeg2video", rate=30)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 340, 256, "yuv420p", 2_000_000
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= max_frames:
+                break
+            yuv = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24").reformat(
+                format="yuv420p")
+            yuv.pts = i
+            for packet in stream.encode(yuv):
+                dst.mux(packet)
+        for packet in stream.encode(None):
+            dst.mux(packet)
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_live_reads_a_loopback_stream_and_reconnects_when_the_server_dies(data_dir, tmp_path):
+    """An MPEG-TS served over TCP on 127.0.0.1 in real time; the server dies mid-clip."""
+    data = _mpegts(data_dir / "videos/kinetics/clean_and_jerk.mp4", 300)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    sent = {}
+
+    def serve():
+        conn, _ = server.accept()
+        chunk = 188 * 100
+        start = time.perf_counter()
+        # 300 frames at 30 fps take 10 s; send at that pace and die after 60% of it.
+        for i in range(0, int(len(data) * 0.6), chunk):
+            try:
+                conn.sendall(data[i:i + chunk])
+            except OSError:
+                break
+            time.sleep(max(0.0, start + 10.0 * (i + chunk) / len(data) - time.perf_counter()))
+        sent["bytes"] = i
+        conn.close()
+        server.close()  # the server is gone: reconnects are refused
+
+    threading.Thread(target=serve, daemon=True).start()
+    events_path, out = tmp_path / "live.jsonl", tmp_path / "live.mp4"
+    proc = subprocess.run(_live_cmd(f"tcp://127.0.0.1:{port}", "--window", "16", "--stride", "8",
+                                    "--reconnect", "2", "--jsonl", events_path, "--out", out),
+                          env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "gave up after 2 reconnect attempts" in last and f"tcp://127.0.0.1:{port}" in last
+    assert "Traceback" not in proc.stderr
+    events = _events(events_path)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and events[-1]["reason"] == "error"
+    assert kinds.count("reconnect") == 2
+    assert [e["wait_s"] for e in events if e["event"] == "reconnect"] == [0.5, 1.0]  # backoff
+    assert "action" in kinds and events[-1]["processed"] > 16
+    assert _frames(out) >= events[-1]["processed"]
+
+
+@pytest.mark.slow
+def test_sigint_mid_run_leaves_a_playable_video_and_complete_events(data_dir, tmp_path):
+    events_path, out = tmp_path / "live.jsonl", tmp_path / "live.mp4"
+    proc = subprocess.Popen(_live_cmd(data_dir / "videos/kinetics/clean_and_jerk.mp4", "--realtime",
+                                      "--window", "16", "--stride", "8", "--jsonl", events_path, "--out", out),
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # interrupt once the first action is out
+        if events_path.is_file() and '"event": "action"' in events_path.read_text():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    events = _events(events_path)
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "interrupted"
+    assert events[-1]["frames"] < 300  # it really stopped mid-clip
+    assert _frames(out) >= 1 and out.with_suffix(".mp4").is_file()
+    assert not list(tmp_path.glob(".live*"))  # no temporary left behind
