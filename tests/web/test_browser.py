@@ -89,6 +89,8 @@ def test_upload_shows_clean_and_jerk_first_and_plays_the_annotated_video(page, s
     page.get_by_text("Options").click()
     page.fill("#window input", "48")
     page.click("#video-run")
+    # The progress bar follows the pose extraction (library callback -> gr.Progress, across threads).
+    page.wait_for_function("() => /poses - \\d/.test(document.body.innerText)", timeout=120_000)
     top = page.wait_for_selector("#top-label-text", timeout=180_000)
     assert top.inner_text().startswith("clean_and_jerk ")
     # The bar chart lists the same ranking; the JSON document offered for download is the API's.
