@@ -29,12 +29,11 @@ def build_app(service: WebService):
 
 def load_service(settings: Settings) -> WebService:
     from posec3d.stream import load_recognizer
+    from posec3d.zoo import DEFAULT_MODEL
 
     recognizer = load_recognizer(settings.model, settings.config, settings.checkpoint, settings.label_map,
                                  device=settings.device)
-    name = settings.model or (None if settings.config else "penn-action")
-    if settings.config:
-        name = Path(settings.config).stem
+    name = Path(settings.config).stem if settings.config else settings.model or DEFAULT_MODEL
     return WebService(settings, recognizer, model_name=name)
 
 
