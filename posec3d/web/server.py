@@ -1,6 +1,7 @@
 """Put the API and the pages on one FastAPI app and run it with uvicorn."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -18,7 +19,15 @@ def build_app(service: WebService):
     from posec3d.web import api
     from posec3d.web.pages import build_pages
 
-    app = FastAPI(title="posec3d", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        # Cleanup here, not after uvicorn.run returns: on SIGTERM / Ctrl-C uvicorn shuts the app
+        # down and then re-raises the signal, which ends the process before any later code runs.
+        yield
+        service.close()
+
+    app = FastAPI(title="posec3d", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=lifespan)
     api.install(app, service)
     examples = service.settings.examples
     return gr.mount_gradio_app(app, build_pages(service), path="/", ssr_mode=False,

@@ -162,6 +162,7 @@ class WebService:
         self.workers = Workers(settings.concurrency, settings.max_queue, settings.max_persons)
         # Every temporary file of this server lives under one folder, removed at shutdown.
         self.temp_root = Path(tempfile.mkdtemp(prefix="posec3d-serve-"))
+        self._closed = False
 
     @property
     def unknown_threshold(self) -> float:
@@ -217,6 +218,10 @@ class WebService:
         return out
 
     def close(self) -> None:
+        """Stop the workers and remove every temporary file of this server (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
         self.workers.close()
         shutil.rmtree(self.temp_root, ignore_errors=True)
 

@@ -72,6 +72,8 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+    # A server that stops removes its temporary folder, Gradio's cache in it included.
+    assert list(server.tmpdir.glob("posec3d-serve-*")) == [], server.log.read_text()
 
 
 def cut_clip(src: Path, dst: Path, seconds: float, short_side: int | None = None) -> Path:
