@@ -47,6 +47,7 @@ from posec3d.apps import (  # noqa: E402
     extract,
     info,
     live,
+    serve,
     train,
     test,
     vis,
@@ -54,7 +55,7 @@ from posec3d.apps import (  # noqa: E402
 )
 
 for _module in (info, extract, build_dataset, convert, vis, train, test, ensemble,
-                export_onnx, demo, demo_folder, live, zoo):
+                export_onnx, demo, demo_folder, live, zoo, serve):
     _module.register(app)
 
 
