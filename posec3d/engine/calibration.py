@@ -16,10 +16,14 @@ something else still gets a confident label. Two steps make its top score usable
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from posec3d.errors import ConfigError
 
 _EPS = 1e-12
 
@@ -120,3 +124,23 @@ def choose_threshold(in_scores, in_correct, ood_scores=(), max_drop: float = 0.0
         # and not above a tie that would take more of them.
         threshold = float(correct_scores[allowed])
     return open_set_figures(threshold, in_scores, in_correct, ood_scores)
+
+
+def read_calibration(folder: str | Path) -> dict:
+    """The ``"calibration"`` block of ``folder/model.json`` (a bundled model), ``{}`` when there is none.
+
+    Checked here so that a bad manifest fails when the model loads, naming the file.
+    """
+    manifest = Path(folder) / "model.json"
+    if not manifest.is_file():
+        return {}
+    try:
+        block = json.loads(manifest.read_text(encoding="utf-8")).get("calibration") or {}
+        temperature = float(block.get("temperature", 1.0))
+        threshold = float(block.get("unknown_threshold", 0.0))
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{manifest}: unreadable calibration block ({e})") from None
+    if not (temperature > 0 and math.isfinite(temperature)) or not 0 <= threshold <= 1:
+        raise ConfigError(f"{manifest}: calibration needs temperature > 0 and 0 <= unknown_threshold <= 1, "
+                          f"got {temperature} and {threshold}")
+    return {**block, "temperature": temperature, "unknown_threshold": threshold}

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from posec3d.engine.calibration import apply_temperature, read_calibration
 from posec3d.engine.config import load_config, model_cfg, pipeline_cfg
 from posec3d.errors import AnnotationError, ConfigError
 
@@ -78,11 +79,13 @@ class ActionRecognizer:
     ``config`` is a config file (pyskl or mmaction2 layout), ``checkpoint`` a pyskl, mmaction2 or
     posec3d checkpoint, ``label_map`` a text file with one class name per line (optional: names
     default to the class index). ``num_clips`` / ``flip`` override the test pipeline's views.
+    ``calibration`` is ``{"temperature": T, "unknown_threshold": p}`` (see engine/calibration.py);
+    a bundled model takes it from its ``model.json``.
     """
 
     def __init__(self, config: str | Path, checkpoint: str | Path, label_map: str | Path | None = None,
                  *, device: str = "cpu", num_clips: int | None = None, flip: bool | None = None,
-                 fuse_bn: bool = True):
+                 fuse_bn: bool = True, calibration: Mapping | None = None):
         from posec3d.data.pipeline import Compose
         from posec3d.models import build_model, optimize_for_inference
         from posec3d.models.checkpoint import load_checkpoint
@@ -111,6 +114,11 @@ class ActionRecognizer:
                                   f"{self.num_classes} classes ({config})")
         else:
             self.labels = [str(i) for i in range(self.num_classes)]
+        # Open set (engine/calibration.py): a temperature for every score, and the calibrated top
+        # probability under which a result is "unknown" (0 = never); both fitted on held-out clips.
+        calibration = calibration or {}
+        self.temperature = float(calibration.get("temperature", 1.0))
+        self.unknown_threshold = float(calibration.get("unknown_threshold", 0.0))
 
     @classmethod
     def from_bundled(cls, name: str | None = None, **kwargs) -> "ActionRecognizer":
@@ -118,23 +126,35 @@ class ActionRecognizer:
         from posec3d.zoo import resolve_model
 
         m = resolve_model(name)
+        kwargs.setdefault("calibration", read_calibration(m.config.parent))
         return cls(m.config, m.checkpoint, m.label_map, **kwargs)
 
     # ------------------------------------------------------------------------------------------
     def scores(self, annotation: Mapping) -> np.ndarray:
         """Class scores (num_classes,) of one annotation: probabilities when views average as 'prob'."""
-        sample = prepare_annotation(annotation)
-        out = self.pipeline(sample)
-        imgs = out["imgs"]
-        if not isinstance(imgs, torch.Tensor):
-            imgs = torch.as_tensor(np.asarray(imgs))
+        return self.scores_batch([annotation])[0]
+
+    def scores_batch(self, annotations: list[Mapping]) -> np.ndarray:
+        """Class scores (B, num_classes) of several annotations (persons, windows) in one forward pass.
+
+        Every view of every annotation goes through the network as one batch: on CPU a batch of
+        B samples costs well under B single passes. Row ``i`` equals ``scores(annotations[i])``.
+        """
+        views = []
+        for annotation in annotations:
+            imgs = self.pipeline(prepare_annotation(annotation))["imgs"]
+            views.append(imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs)))
+        return self.scores_of_views(torch.stack(views).float())
+
+    def scores_of_views(self, imgs: torch.Tensor) -> np.ndarray:
+        """(B, V, C, T, H, W) pipeline outputs -> (B, num_classes) scores: the one scoring function."""
         with torch.inference_mode():
-            logits = self.model.forward_test(imgs[None].float().to(self.device))
-        scores = logits[0].float().cpu().numpy()
+            logits = self.model.forward_test(imgs.to(self.device))
+        scores = logits.float().cpu().numpy()
         if self.average_clips != "prob":
             # Raw logits averaged over views: turn them into probabilities for display.
-            scores = _softmax(scores)
-        return scores
+            scores = np.stack([_softmax(row) for row in scores])
+        return apply_temperature(scores, self.temperature)
 
     def rank(self, scores: np.ndarray, topk: int = 5) -> list[Prediction]:
         """The ``topk`` best classes, best first (ties: lower index first)."""

@@ -72,3 +72,46 @@ def test_choose_threshold_agrees_with_brute_force():
         assert got.ood_rejected == rej
         assert got.in_top1 - got.in_top1_open <= max_drop + 1e-12
         assert got.threshold <= thr + 1e-12  # never above the admissible maximum
+
+
+# ----------------------------------------------------------------------------------------------
+# The recognizer side: the temperature is applied in the one scoring function, the manifest is read
+
+
+def test_recognizer_applies_the_temperature_and_reads_the_manifest(tmp_path):
+    import json
+    import pickle
+    from pathlib import Path
+
+    import pytest
+
+    from posec3d.engine.calibration import read_calibration
+    from posec3d.engine.inference import ActionRecognizer
+    from posec3d.errors import ConfigError
+    from posec3d.zoo import resolve_model
+
+    m = resolve_model("penn-action")
+    plain = ActionRecognizer(m.config, m.checkpoint, m.label_map, num_clips=2)
+    hot = ActionRecognizer(m.config, m.checkpoint, m.label_map, num_clips=2,
+                           calibration={"temperature": 2.0, "unknown_threshold": 0.4})
+    assert (plain.temperature, plain.unknown_threshold) == (1.0, 0.0)
+    assert (hot.temperature, hot.unknown_threshold) == (2.0, 0.4)
+    shared = Path(__file__).resolve().parents[2].parent / "shared/data/skeleton/k400_mediapipe_coco17_samples.pkl"
+    with open(shared, "rb") as f:
+        ann = pickle.load(f)["annotations"][1]
+    p = plain.scores(ann).astype(np.float64)
+    q = hot.scores(ann).astype(np.float64)
+    expected = np.sqrt(p) / np.sqrt(p).sum()  # softmax(log p / 2), by hand
+    np.testing.assert_allclose(q, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(hot.scores_batch([ann, ann]), np.stack([q, q]), rtol=1e-5, atol=1e-7)
+
+    # The bundled model's own block (whatever its values) is what from_bundled uses.
+    bundled = ActionRecognizer.from_bundled("penn-action", num_clips=2)
+    block = json.loads((m.config.parent / "model.json").read_text()).get("calibration", {})
+    assert bundled.temperature == block.get("temperature", 1.0)
+    assert bundled.unknown_threshold == block.get("unknown_threshold", 0.0)
+
+    assert read_calibration(tmp_path) == {}
+    (tmp_path / "model.json").write_text(json.dumps({"calibration": {"temperature": -1}}))
+    with pytest.raises(ConfigError, match="model.json"):
+        read_calibration(tmp_path)
