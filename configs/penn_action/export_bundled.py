@@ -1,9 +1,11 @@
 """Package a trained Penn Action model as the bundled ``penn-action`` model (``posec3d/zoo/penn_action/``).
 
-``python configs/penn_action/export_bundled.py work_dirs/penn_action/<run>/best.pth [--notes "..."]``
+``python configs/penn_action/export_bundled.py work_dirs/penn_action/<run>/best.pth [--notes "..."]
+[--calibration work_dirs/penn_action/calibration.json]``
 
 Keeps the weights only (fp32 state_dict + a small meta; no optimizer state) and copies the config
-and the label map next to them, with the ``model.json`` manifest that ``posec3d.zoo`` reads.
+and the label map next to them, with the ``model.json`` manifest that ``posec3d.zoo`` reads; its
+``"calibration"`` block (temperature, unknown threshold) comes from ``calibrate.py``'s output.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--notes", default="", help="How it was trained (split, epochs, validation top-1).")
+    parser.add_argument("--calibration", type=Path, help="calibrate.py's JSON (its 'calibration' block is kept).")
     args = parser.parse_args()
 
     ckpt = read_checkpoint(args.checkpoint)
@@ -48,6 +51,8 @@ def main() -> None:
     shutil.copyfile(LABEL_MAP, ZOO / "label_map.txt")
     manifest = {"name": "penn-action", "description": DESCRIPTION, "config": "config.py",
                 "checkpoint": "penn_action_x3d_shallow.pth", "label_map": "label_map.txt", "notes": args.notes}
+    if args.calibration is not None:
+        manifest["calibration"] = json.loads(args.calibration.read_text(encoding="utf-8"))["calibration"]
     atomic_write_text(ZOO / "model.json", json.dumps(manifest, indent=2) + "\n")
     for f in ZOO.iterdir():  # package data must be world-readable once installed
         f.chmod(0o644)
