@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("-o", "--out", type=Path, default=REPO / "work_dirs/penn_action/calibration.json")
+    parser.add_argument("--figures", type=Path, help="Write the val_part and dev-set confusion matrices here.")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -111,6 +112,18 @@ def main() -> None:
         "auroc_max_probability": auroc(in_s, ood_s), "auroc_energy": auroc(in_e, ood_e),
     }
     print(json.dumps(figures, indent=1))
+    if args.figures is not None:
+        from posec3d.engine.metrics import confusion_matrix
+        from posec3d.engine.plots import plot_confusion
+
+        n = len(rec.labels)
+        plot_confusion(confusion_matrix(probs.argmax(1), labels, n), args.figures / "penn_action_confusion.png",
+                       rec.labels, f"val_part, {len(val)} held-out Penn clips (10 clips x flip), row-normalised")
+        dev = [c for c in per_clip.values() if c["split"] == "penn"]
+        idx = {k: i for i, k in enumerate(rec.labels)}
+        plot_confusion(confusion_matrix(np.array([idx[c["top"]] for c in dev]), np.array([idx[c["label"]] for c in dev]), n),
+                       args.figures / "penn_action_dev_confusion.png", rec.labels,
+                       f"real-video dev set, {len(dev)} clips (MediaPipe poses), row-normalised")
     block = {"temperature": round(temperature, 4), "unknown_threshold": round(choice.threshold, 4),
              "score": "max_probability",
              "fitted_on": "temperature: NLL on val_part (188 held-out Penn clips); threshold: the real-video "
