@@ -1,5 +1,5 @@
-# The bundled penn-action model's config: the training run's resolved copy of
-# configs/penn_action/x3d_shallow_penn_action.py (see that file for the reasoning).
+# The bundled penn-action model's config: a copy of the training config in configs/penn_action/
+# (see that file and docs/penn_action_model.md for the reasoning).
 
 # Stage 2 of the bundled `penn-action` model: fine-tune the 20-epoch model of
 # x3d_shallow_penn_action.py (stage 1, same network and test pipeline) for 12 epochs with viewpoint,
