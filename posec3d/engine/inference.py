@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from posec3d.engine.calibration import apply_temperature, read_calibration
 from posec3d.engine.config import load_config, model_cfg, pipeline_cfg
 from posec3d.errors import AnnotationError, ConfigError
 
@@ -78,11 +79,13 @@ class ActionRecognizer:
     ``config`` is a config file (pyskl or mmaction2 layout), ``checkpoint`` a pyskl, mmaction2 or
     posec3d checkpoint, ``label_map`` a text file with one class name per line (optional: names
     default to the class index). ``num_clips`` / ``flip`` override the test pipeline's views.
+    ``calibration`` is ``{"temperature": T, "unknown_threshold": p}`` (see engine/calibration.py);
+    a bundled model takes it from its ``model.json``.
     """
 
     def __init__(self, config: str | Path, checkpoint: str | Path, label_map: str | Path | None = None,
                  *, device: str = "cpu", num_clips: int | None = None, flip: bool | None = None,
-                 fuse_bn: bool = True):
+                 fuse_bn: bool = True, calibration: Mapping | None = None):
         from posec3d.data.pipeline import Compose
         from posec3d.models import build_model, optimize_for_inference
         from posec3d.models.checkpoint import load_checkpoint
@@ -114,6 +117,11 @@ class ActionRecognizer:
                                   f"{self.num_classes} classes ({config})")
         else:
             self.labels = [str(i) for i in range(self.num_classes)]
+        # Open set (engine/calibration.py): a temperature for every score, and the calibrated top
+        # probability under which a result is "unknown" (0 = never); both fitted on held-out clips.
+        calibration = calibration or {}
+        self.temperature = float(calibration.get("temperature", 1.0))
+        self.unknown_threshold = float(calibration.get("unknown_threshold", 0.0))
 
     @classmethod
     def from_bundled(cls, name: str | None = None, **kwargs) -> "ActionRecognizer":
@@ -121,6 +129,7 @@ class ActionRecognizer:
         from posec3d.zoo import resolve_model
 
         m = resolve_model(name)
+        kwargs.setdefault("calibration", read_calibration(m.config.parent))
         return cls(m.config, m.checkpoint, m.label_map, **kwargs)
 
     # ------------------------------------------------------------------------------------------
@@ -148,7 +157,7 @@ class ActionRecognizer:
         if self.average_clips != "prob":
             # Raw logits averaged over views: turn them into probabilities for display.
             scores = np.stack([_softmax(row) for row in scores])
-        return scores
+        return apply_temperature(scores, self.temperature)
 
     def rank(self, scores: np.ndarray, topk: int = 5) -> list[Prediction]:
         """The ``topk`` best classes, best first (ties: lower index first)."""

@@ -98,6 +98,7 @@ VAL_SHAPES.update({
     "custom/template.py": NTU_VAL,
     # owned by the demo engineer, whose recipe may change: only the layout is checked
     "penn_action/x3d_shallow_penn_action.py": None,
+    "penn_action/x3d_shallow_penn_action_finetune.py": None,
 })
 # config: (pickle under shared/data/datasets, joints, train + test samples from the data README)
 SMALL_DATA = {
@@ -138,6 +139,7 @@ def to_kpfile(sample: dict) -> dict:
 def test_every_config_is_covered():
     names = {rel(p) for p in ALL}
     extra = {"custom/template.py", "penn_action/x3d_shallow_penn_action.py",
+             "penn_action/x3d_shallow_penn_action_finetune.py",
              "msr_action3d/layout_study/coco17_mapped.py", "msr_action3d/layout_study/native_kinect20.py"}
     assert set(SPEC_TABLE) | extra == names
 
