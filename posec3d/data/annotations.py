@@ -129,11 +129,7 @@ def validate_sample(sample: Any, index: int = 0, path: str | os.PathLike = "<ann
     shape = sample.get("img_shape")
     if shape is None and for_model and "keypoint" in sample:
         raise AnnotationError(f"{where}: has no 'img_shape' (h, w), which the heatmaps need")
-    if shape is not None and not (isinstance(shape, (tuple, list)) and len(shape) == 2
-                                  and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x > 0
-                                          for x in shape)):
-        raise AnnotationError(f"{where}: img_shape must be (h, w) with two positive integers, got "
-                              f"{short_repr(shape)}")
+    _check_image_size(sample, where)
 
     if "keypoint" not in sample:
         _validate_kpfile_index(sample, where)
@@ -162,7 +158,6 @@ def validate_sample(sample: Any, index: int = 0, path: str | os.PathLike = "<ann
         bad = np.argwhere(~np.isfinite(kp))[0]
         raise AnnotationError(f"{where}: keypoint contains NaN or inf coordinates "
                               f"(first at person {bad[0]}, frame {bad[1]}, joint {bad[2]})")
-    _check_image_size(sample, where)
 
 
 def _check_image_size(sample: dict, where: str) -> None:
@@ -174,7 +169,7 @@ def _check_image_size(sample: dict, where: str) -> None:
         sizes = tuple(shape) if isinstance(shape, (tuple, list, np.ndarray)) else ()
         if len(sizes) != 2 or not all(isinstance(v, (int, float, np.integer, np.floating))
                                       and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in sizes):
-            raise AnnotationError(f"{where}: {key} must be two positive sizes (h, w), got {str(shape)[:80]}")
+            raise AnnotationError(f"{where}: {key} must be two positive sizes (h, w), got {short_repr(shape)}")
 
 
 def _validate_kpfile_index(sample: dict, where: str) -> None:

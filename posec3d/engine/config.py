@@ -269,7 +269,7 @@ KNOWN_TOP_LEVEL_KEYS = frozenset({
     "test_cfg", "total_epochs", "evaluation", "optimizer", "optim_wrapper", "optimizer_config",
     "lr_config", "param_scheduler", "default_hooks", "checkpoint_config", "log_config", "randomness",
     "seed", "load_from", "resume_from", "resume", "heatmap_on", "norm_eval", "sync_bn", "max_persons",
-    "work_dir", "find_unused_parameters", "ann_file", "label_map",
+    "work_dir", "find_unused_parameters", "ann_file", "label_map", "test_speedups", "train_speedups",
 })
 
 

@@ -119,7 +119,7 @@ def test_ensemble_refuses_labels_outside_the_scores(tmp_path):
              for label in (0, 3, -1, 2)]
     path = tmp_path / "neg.pkl"
     path.write_bytes(__import__("pickle").dumps(items))
-    with pytest.raises(AnnotationError, match=r"neg.pkl: label -1 of item 2 is outside the 4 classes"):
+    with pytest.raises(AnnotationError, match=r"neg.pkl: item 2: gt_label -1 is not a class index"):
         ensemble([str(path)])
     items[2]["gt_label"] = np.array([4])
     path.write_bytes(__import__("pickle").dumps(items))
