@@ -26,3 +26,15 @@ def golden(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(shared: Path) -> Path:
     return shared / "data"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``): small 3D
+    convs gain nothing from a second thread, and on a busy machine its spinning costs up to 5x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

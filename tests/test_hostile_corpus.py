@@ -7,6 +7,7 @@ All files are generated here from pickle opcodes (tests/hostile_files.py); nothi
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import resource
@@ -36,6 +37,27 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_LIMIT, ADDRESS_LIMIT))
 
 
+# Each case runs under a small launcher that starts the command as its own child and reports that
+# child's rusage. Measuring from here would not do: Linux carries a parent's peak RSS into a child
+# it forks or spawns (GBs once other tests in this process have loaded models), while the launcher,
+# once exec'd, is small. The launcher dies by the same signal as the command, so a segfault shows.
+_LAUNCHER = """
+import json, os, resource, signal, subprocess, sys
+limit, report = int(sys.argv[1]), sys.argv[2]
+def cap():
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+p = subprocess.Popen(sys.argv[3:], preexec_fn=cap)
+signal.signal(signal.SIGTERM, lambda *_: p.kill())
+_, status, usage = os.wait4(p.pid, 0)
+with open(report, "w") as f:
+    json.dump([usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024], f)
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def wall_limit() -> float:
     """10 s on an idle machine; on a shared, overloaded one the wall clock stretches with the load (the
     CPU time each case may use stays 10 s)."""
@@ -44,20 +66,21 @@ def wall_limit() -> float:
 
 def run_cli(args: list[str], cwd: Path) -> tuple[int, str, str, float, float, float]:
     """(exit code, stdout, stderr, wall seconds, CPU seconds, peak RSS in MB) of ``python -m posec3d ARGS``."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".json") as report:
         start = time.monotonic()
-        p = subprocess.Popen([sys.executable, "-m", "posec3d", *map(str, args)], stdout=out, stderr=err,
-                             cwd=cwd, env=ENV, preexec_fn=_limit_memory)
-        killer = threading.Timer(wall_limit() + 5, p.kill)
+        p = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(ADDRESS_LIMIT), report.name,
+                              sys.executable, "-m", "posec3d", *map(str, args)],
+                             stdout=out, stderr=err, cwd=cwd, env=ENV)
+        killer = threading.Timer(wall_limit() + 5, p.terminate)
         killer.start()
-        _, status, usage = os.wait4(p.pid, 0)  # wait4: this child's own peak RSS
+        code = p.wait()
         killer.cancel()
-        p.returncode = code = os.waitstatus_to_exitcode(status)
         seconds = time.monotonic() - start
+        cpu, rss = json.loads(Path(report.name).read_text() or "[0, 0]")
         out.seek(0)
         err.seek(0)
-        return (code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), seconds,
-                usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+        return code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), seconds, cpu, rss
 
 
 # --- a small valid world the hostile files are put into -------------------------------------------

@@ -356,9 +356,13 @@ def run_live(source, recognizer, *, out: Optional[Path] = None, jsonl: Optional[
         screen, why = _Display.open(f"posec3d live {source}")
         if screen is None:
             note(f"{why}: running with --no-display")
+    # Outputs first: a folder that cannot be written fails in one line before the estimator starts.
+    from posec3d.files import check_writable
+
+    check_writable(out)
+    log = _EventLog(jsonl, on_event)
     own_estimator = estimator is None
     estimator = estimator or live_estimator(pose_model, max_persons)
-    log = _EventLog(jsonl, on_event)
     stream = writer = None
     started = time.perf_counter()
     try:

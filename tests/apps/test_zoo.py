@@ -30,6 +30,9 @@ def _load_make_splits():
     return module
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture(scope="module")
 def penn(data_dir):
     with open(data_dir / PENN, "rb") as f:
@@ -44,15 +47,6 @@ def penn_val_part(penn):
     _, val = ms.stratified_split(ids, [a["label"] for a in penn["annotations"]], 0.15, 0)
     val = set(val)
     return [a for a in penn["annotations"] if a["frame_dir"] in val]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Small 3D convs gain nothing from a second thread, and on a busy machine its spinning costs 5x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,7 @@ PLAIN_TEST = ["test_speedups.fuse_bn=False", "test_speedups.channels_last=False"
 PLAIN_TRAIN = ["train_speedups.channels_last=False", "train_speedups.fused_optimizer=False"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 
-@pytest.fixture(scope="package", autouse=True)
-def one_torch_thread():
-    # Small 3D convs gain nothing from a second thread, and on a busy machine its spinning costs 5x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture(autouse=True)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs with one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="package")
@@ -32,3 +27,4 @@ def golden_poses(golden):
                 "img_shape": tuple(int(v) for v in case["input/img_shape"]),
                 "total_frames": int(case["input/total_frames"])}
     return load
+

@@ -44,7 +44,7 @@ def test_serve_warns_off_loopback_and_rejects_an_unknown_model_and_a_bad_auth_in
     warning, error = out.stderr.strip().splitlines()
     assert warning == ("warning: serving on 0.0.0.0, reachable from other machines; add --auth USER:PASS so "
                        "only you can use it")
-    assert out.returncode == 1 and error.startswith("error: unknown bundled model 'no-such-model'")
+    assert out.returncode == 1 and error.startswith("error: unknown model 'no-such-model'")
     out = _run("import sys; sys.argv = ['posec3d', 'serve', '--auth', 'nopassword']\n"
                "from posec3d.apps.cli import main; main()")
     assert out.returncode == 1 and out.stderr.strip() == "error: --auth takes USER:PASS"
