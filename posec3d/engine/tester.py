@@ -69,8 +69,8 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     inner["pipeline"] = pipeline
     dataset = build_dataset(split_dataset_cfg(cfg, "test", ann_file, split, loader_pipeline(cfg, "test")), where,
                             test_mode=True)
+    check_fits_model(cfg, dataset)  # names the config: labels beyond its num_classes, joints vs in_channels
     check_evaluation_set(dataset, model_num_classes(C.model_cfg(cfg)))
-    check_fits_model(cfg, dataset)
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     speedups = EvalSpeedups.from_config(cfg)
