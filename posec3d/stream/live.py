@@ -265,19 +265,21 @@ class _Writer(threading.Thread):
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
+        ended = False  # the producer's end marker was taken: finalising can fail after it (a full disk)
         try:
             with self.writer as w:
                 first = None
                 while True:
                     item = self.frames.get()
                     if item is None:
+                        ended = True
                         break
                     index, frame = item
                     first = index if first is None else first
                     w.write(frame, index=index - first)  # frames dropped live: the picture holds
         except BaseException as e:  # noqa: BLE001 - reported by the caller
             self.error = e
-            while self.frames.get() is not None:  # let the producer finish
+            while not ended and self.frames.get() is not None:  # let the producer finish
                 pass
 
 
