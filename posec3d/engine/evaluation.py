@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from posec3d.engine.distributed import DistInfo, all_gather_objects
-from posec3d.engine.loaders import Loader, dataset_labels
-from posec3d.errors import AnnotationError, CheckpointError, ConfigError
+from posec3d.engine.loaders import Loader
+from posec3d.errors import AnnotationError, CheckpointError
 
 
 def model_inputs(batch: dict, device: torch.device) -> list[torch.Tensor]:
@@ -85,28 +85,15 @@ def model_num_classes(model_cfg) -> int | None:
     return int(value) if value is not None else None
 
 
-def check_evaluation_set(dataset, num_classes: int | None) -> None:
-    """Refuse what would score silently wrong: an empty split, labels the model cannot output.
-
-    Unlabelled samples (label -1) are fine: they are scored but get no metrics.
-    """
+def check_evaluation_set(dataset) -> None:
+    """Refuse an empty split, which would score silently as ``top1 nan``. (Labels the model cannot
+    output are refused by ``loaders.check_fits_model``, which names the config.)"""
     base = getattr(dataset, "dataset", dataset)
     name = f"{getattr(base, 'ann_file', type(base).__name__)}"
     split = getattr(base, "split", None)
     if len(dataset) == 0:
         raise AnnotationError(f"{name}: " + (f"split {split!r} is empty" if split else "no samples")
                               + ", nothing to evaluate")
-    if num_classes is None:
-        return
-    try:
-        labels = np.asarray(dataset_labels(dataset))
-    except (ConfigError, KeyError, TypeError, ValueError):  # a dataset type that does not list its labels
-        return
-    outside = np.flatnonzero(labels >= num_classes)
-    if len(outside):
-        raise AnnotationError(f"{name}: {len(outside)} sample(s) have labels outside the model's {num_classes} "
-                              f"classes (0..{num_classes - 1}), e.g. label {int(labels[outside[0]])} of sample "
-                              f"{int(outside[0])}; wrong annotation file or model?")
 
 
 def require_finite_weights(model: torch.nn.Module, checkpoint) -> None:

@@ -51,19 +51,22 @@ def check_fits_model(cfg: C.Config, dataset: Dataset) -> None:
     """Refuse data the config's model cannot take, before any batch: labels beyond the classifier's
     classes, and (for joint heatmaps of unmapped skeletons) a joint count other than the input channels."""
     base = getattr(dataset, "dataset", dataset)
-    infos = getattr(base, "video_infos", None)
-    if not infos:
-        return
     model = C.model_cfg(cfg)
     ann_file = getattr(base, "ann_file", "annotations")
     head = model.get("cls_head") or {}
     classes = head.get("num_classes")
     if isinstance(classes, int):
-        labels = [int(i.get("label", -1)) for i in infos]
+        try:
+            labels = dataset_labels(dataset)
+        except (ConfigError, KeyError, TypeError, ValueError):  # a dataset type that does not list its labels
+            labels = []
         if labels and max(labels) >= classes:
             bad = next(k for k, label in enumerate(labels) if label >= classes)
             raise ConfigError(f"{C._where(cfg)}: cls_head.num_classes is {classes} but {ann_file} has label "
                               f"{max(labels)} (first at sample {bad}); raise num_classes or fix the labels")
+    infos = getattr(base, "video_infos", None)
+    if not infos:
+        return
     backbone = model.get("backbone") or {}
     channels = backbone.get("in_channels")
     pipeline = getattr(getattr(base, "pipeline", None), "transforms", None) or []

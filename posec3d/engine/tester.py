@@ -12,7 +12,7 @@ import numpy as np
 
 from posec3d.engine import config as C
 from posec3d.engine import distributed as D
-from posec3d.engine.evaluation import check_evaluation_set, model_num_classes, predict, require_finite_weights
+from posec3d.engine.evaluation import check_evaluation_set, predict, require_finite_weights
 from posec3d.engine.loaders import build_dataset, build_eval_loader, check_fits_model, split_dataset_cfg
 from posec3d.engine.metrics import evaluate
 from posec3d.engine.speedups import EvalSpeedups, prepare_for_testing
@@ -70,7 +70,7 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     dataset = build_dataset(split_dataset_cfg(cfg, "test", ann_file, split, loader_pipeline(cfg, "test")), where,
                             test_mode=True)
     check_fits_model(cfg, dataset)  # names the config: labels beyond its num_classes, joints vs in_channels
-    check_evaluation_set(dataset, model_num_classes(C.model_cfg(cfg)))
+    check_evaluation_set(dataset)
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     speedups = EvalSpeedups.from_config(cfg)
