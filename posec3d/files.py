@@ -135,9 +135,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    # Make the rename itself durable.
+    _fsync_folder(path.parent)  # make the rename itself durable
+
+
+def _fsync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename inside it survives a crash (best effort: some file systems refuse)."""
     with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -151,12 +155,7 @@ def commit_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    _fsync_folder(path.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
