@@ -58,8 +58,9 @@ def demo(
 
     if stride is not None and window is None:
         raise ConfigError("--stride needs --window")
-    if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
-        raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
+    from posec3d.stream.labels import check_unknown_threshold
+
+    check_unknown_threshold(unknown_threshold)
     check_writable(out, json_out, frame_png)  # before the models load and the video is processed
     from posec3d.models.checkpoint import unsafe_loading_allowed
 

@@ -283,8 +283,9 @@ def demo_folder(
 
     if not video_dir.is_dir():
         raise ConfigError(f"{video_dir}: not a folder")
-    if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
-        raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
+    from posec3d.stream.labels import check_unknown_threshold
+
+    check_unknown_threshold(unknown_threshold)
     videos = find_videos(video_dir)
     if not videos:
         raise ConfigError(f"{video_dir}: no videos found (extensions: {' '.join(VIDEO_EXTENSIONS)})")

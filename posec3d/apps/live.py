@@ -52,8 +52,9 @@ def live(
     from posec3d.stream import display_label, load_recognizer
     from posec3d.stream.live import run_live
 
-    if unknown_threshold is not None and not 0 <= unknown_threshold <= 1:
-        raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
+    from posec3d.stream.labels import check_unknown_threshold
+
+    check_unknown_threshold(unknown_threshold)
     if window is not None and stride is not None and stride > window:
         raise ConfigError(f"--stride {stride} is longer than --window {window}: frames would be skipped")
     if pose_model is not None and not pose_model.is_file():

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 from typing import Optional
 
+from posec3d.errors import ConfigError
+
+
+def check_unknown_threshold(unknown_threshold: Optional[float]) -> None:
+    """``--unknown-threshold`` is a probability: within [0, 1] (``None``: the model's own)."""
+    if unknown_threshold is not None and not 0.0 <= float(unknown_threshold) <= 1.0:
+        raise ConfigError(f"--unknown-threshold must be within [0, 1], got {unknown_threshold}")
+
 
 def resolve_unknown_threshold(recognizer, unknown_threshold: Optional[float]) -> float:
     """``None`` means the recognizer's own calibrated threshold (0.0 when it has none); 0 is off."""
     if unknown_threshold is None:
         return float(getattr(recognizer, "unknown_threshold", 0.0) or 0.0)
-    if not 0.0 <= float(unknown_threshold) <= 1.0:
-        raise ValueError(f"unknown_threshold must be within [0, 1], got {unknown_threshold}")
+    check_unknown_threshold(unknown_threshold)
     return float(unknown_threshold)
 
 
