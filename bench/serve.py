@@ -33,7 +33,7 @@ CLIP = SHARED / "videos/kinetics/clean_and_jerk.mp4"
 
 
 def short_clip(dst: Path, seconds: float) -> Path:
-    from posec3d.apps.render import VideoWriter
+    from posec3d.render import VideoWriter
     from posec3d.pose.video import VideoReader
 
     with VideoReader(CLIP, short_side=240) as reader:

@@ -258,7 +258,7 @@ class _Writer(threading.Thread):
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         super().__init__(name="posec3d-write", daemon=True)
-        from posec3d.apps.render import VideoWriter
+        from posec3d.render import VideoWriter
 
         self.frames: "queue.Queue" = queue.Queue(maxsize=WRITE_QUEUE)
         self.writer = VideoWriter(path, fps=fps, width=size[0], height=size[1])

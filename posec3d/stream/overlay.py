@@ -59,7 +59,7 @@ def draw_persons(frame: np.ndarray, persons: Sequence, original_size: tuple[int,
 
     Keypoints are in pixels of ``original_size`` (w, h) and are scaled to ``frame``'s size.
     """
-    from posec3d.apps.render import PERSON_COLOURS, draw_label_panel, draw_pose, line_width_for
+    from posec3d.render import PERSON_COLOURS, draw_label_panel, draw_pose, line_width_for
 
     h, w = frame.shape[:2]
     scale = np.array([w / original_size[0], h / original_size[1]], np.float32)
@@ -87,7 +87,7 @@ def draw_persons(frame: np.ndarray, persons: Sequence, original_size: tuple[int,
 def render_frame(frame: np.ndarray, t: int, result, *, topk_lines: int = 5, score_thr: float = 0.3) -> np.ndarray:
     """Offline overlay of frame ``t`` of a ``VideoResult``: skeletons, the top-k panel, per-person
     labels (the person's window at ``t`` when there are per-person windows) and the timeline."""
-    from posec3d.apps.render import draw_label_panel, draw_pose
+    from posec3d.render import draw_label_panel, draw_pose
     from posec3d.engine.inference import window_at
     from posec3d.stream.labels import is_unknown
 
@@ -131,7 +131,7 @@ def render_video(source, out_path, result, *, progress: Optional[Callable[..., N
                  snapshot: Optional[tuple[int, Path]] = None) -> None:
     """Write the annotated video (the frames the result covers) to ``out_path``, atomically.
     ``snapshot=(t, png_path)`` also saves frame ``t`` as a PNG."""
-    from posec3d.apps.render import VideoWriter
+    from posec3d.render import VideoWriter
     from posec3d.pose.video import VideoReader
 
     total = int(result.annotation["total_frames"])

@@ -224,7 +224,7 @@ def _dataset_tab(service: WebService) -> None:
         return (md, hist, summary, gr.update(choices=choices, value=0 if choices else None), samples, names)
 
     def draw(index, samples, names, progress=gr.Progress()):
-        from posec3d.apps.vis import output_name, render_sample
+        from posec3d.data.skeleton_video import output_name, render_sample
 
         if not samples or index is None:
             raise gr.Error("load an annotation file first", print_exception=False)

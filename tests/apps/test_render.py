@@ -5,7 +5,7 @@ import av
 import numpy as np
 import pytest
 
-from posec3d.apps.render import (
+from posec3d.render import (
     CENTRE_COLOUR,
     LEFT_COLOUR,
     RIGHT_COLOUR,

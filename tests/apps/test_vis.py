@@ -6,8 +6,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from posec3d.apps.cli import app
-from posec3d.apps.render import read_frames
-from posec3d.apps.vis import CANVAS_GREY, find_video, output_name
+from posec3d.render import read_frames
+from posec3d.data.skeleton_video import CANVAS_GREY, find_video, output_name
 from posec3d.data.annotations import save_annotations
 from posec3d.errors import AnnotationError
 
@@ -136,7 +136,7 @@ def _bone_drawn(video, sample, t, a, b) -> bool:
 
 
 def test_20_joint_kinect_files_render_with_bones_in_either_order(tmp_path, data_dir):
-    from posec3d.apps.vis import kinect20_order
+    from posec3d.data.skeleton_video import kinect20_order
     from posec3d.data.annotations import load_annotations
 
     # (file, order, right elbow, right wrist) in that file's own joint indices

@@ -205,7 +205,7 @@ def test_other_mediapipe_bundles_through_build_estimator(data_dir):
 
 def test_filename_is_stored_absolute(data_dir, estimator, monkeypatch, tmp_path):
     """A relative path given to extract is stored absolute, so `vis` run elsewhere finds the video."""
-    from posec3d.apps.vis import find_video
+    from posec3d.data.skeleton_video import find_video
 
     monkeypatch.chdir(data_dir / "videos")
     ann = extract_video("kinetics/ta_chi.mp4", estimator, max_frames=2, short_side=128)

@@ -78,7 +78,7 @@ def stop_server(server: Server) -> None:
 
 def cut_clip(src: Path, dst: Path, seconds: float, short_side: int | None = None) -> Path:
     """The first ``seconds`` of a real video, re-encoded by the package's own reader and writer."""
-    from posec3d.apps.render import VideoWriter
+    from posec3d.render import VideoWriter
     from posec3d.pose.video import VideoReader
 
     with VideoReader(src, short_side=short_side) as reader:
