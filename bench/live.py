@@ -11,7 +11,7 @@ new one every clip) are those of `posec3d live`; the annotated MP4 is written to
 shared machine wall-clock figures depend on the other users' load, while 1000 / cpu_ms_per_frame
 x (cores used, up to 2) bounds what an idle machine would reach.
 
-    python bench/live.py [--rounds 1] [--no-out]
+    python bench/live.py [--rounds 1] [--no-out] [--pose-workers N]
 """
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime
 
 
-def run(video: Path, recognizer, realtime: bool, out: Path | None) -> dict:
+def run(video: Path, recognizer, realtime: bool, out: Path | None, pose_workers: int | None) -> dict:
     from posec3d.stream.live import run_live
 
     cpu = cpu_seconds()
-    summary = run_live(video, recognizer, out=out, realtime=realtime)
+    summary = run_live(video, recognizer, out=out, realtime=realtime, pose_workers=pose_workers)
     d = summary.to_dict()
     d["cpu_ms_per_frame"] = round((cpu_seconds() - cpu) * 1000 / max(1, summary.processed), 1)
     return d
@@ -53,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-out", action="store_true", help="do not write the annotated MP4")
+    parser.add_argument("--pose-workers", type=int, default=None,
+                        help="as `posec3d live --pose-workers` (default: the command's own default)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import torch
@@ -67,15 +69,20 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, video in CASES.items():
                 out = None if args.no_out else Path(tmp) / f"{name}.mp4"
-                runs[name]["no_realtime"].append(run(video, recognizer, False, out))
-                runs[name]["paced"].append(run(video, recognizer, True, out))
+                runs[name]["no_realtime"].append(run(video, recognizer, False, out, args.pose_workers))
+                runs[name]["paced"].append(run(video, recognizer, True, out, args.pose_workers))
     load_after = os.getloadavg()
 
     def med(items, key):
         values = [r[key] for r in items if r[key] is not None]
         return round(statistics.median(values), 3) if values else None
 
-    result: dict = {"rounds": args.rounds, "writes_mp4": not args.no_out}
+    from posec3d.stream.live import live_estimator, pose_workers_for
+
+    probe = live_estimator()
+    workers = pose_workers_for(probe.frame_independent, args.pose_workers)
+    probe.close()
+    result: dict = {"rounds": args.rounds, "writes_mp4": not args.no_out, "pose_workers": workers}
     for name, r in runs.items():
         fast, paced = r["no_realtime"], r["paced"]
         result[name] = {

@@ -39,6 +39,9 @@ def live(
                                   "up to N times (backoff 0.5, 1, 2, ... s), then stop with an error."),
     pose_model: Optional[Path] = typer.Option(None, "--pose-model", help="MediaPipe .task bundle or ONNX "
                                               "top-down pose model (default: the bundled MediaPipe model)."),
+    pose_workers: Optional[int] = typer.Option(None, "--pose-workers", min=1, help="Frames in pose estimation "
+                                               "at once, one model instance each (default: one per core, at "
+                                               "most 2, when the pose model keeps no state between frames)."),
     unknown_threshold: Optional[float] = typer.Option(
         None, "--unknown-threshold", help="Report 'unknown' when the top score is below F "
         "(default: the model's calibrated threshold; 0 turns it off)."),
@@ -90,7 +93,8 @@ def live(
     try:
         summary = run_live(source, recognizer, out=out, jsonl=jsonl, display=display, window=window, stride=stride,
                            max_persons=max_persons, realtime=realtime, duration=duration, reconnect=reconnect,
-                           pose_model=pose_model, unknown_threshold=unknown_threshold, stop=stop,
+                           pose_model=pose_model, pose_workers=pose_workers, unknown_threshold=unknown_threshold,
+                           stop=stop,
                            on_event=echo_event, on_note=lambda s: typer.echo(s, err=True), max_frames=max_frames)
     finally:
         for sig, handler in previous.items():

@@ -69,6 +69,23 @@ class StreamOutput:
 
 
 @dataclass
+class FramePoses:
+    """One frame's people from ``StreamRecognizer.estimate``, in original pixels."""
+
+    keypoints: np.ndarray       # (P, 17, 2)
+    scores: np.ndarray          # (P, 17)
+    boxes: np.ndarray           # (P, 4)
+    pose_ms: float
+    frame_size: tuple[int, int]  # (w, h) original pixels
+
+
+def _original_size(rgb: np.ndarray, original_size) -> tuple[int, int]:
+    if original_size is not None:
+        return int(original_size[0]), int(original_size[1])
+    return int(rgb.shape[1]), int(rgb.shape[0])
+
+
+@dataclass
 class _Entry:
     frame: int
     t: float
@@ -157,16 +174,31 @@ class StreamRecognizer:
         """Add one frame. ``frame_index`` is the source's frame number (default: frames pushed so far);
         ``received`` the ``time.perf_counter()`` at which it was decoded (for label latency);
         ``block=False`` skips a window instead of waiting when the asynchronous recognizer is busy."""
+        return self.push_poses(self.estimate(rgb, original_size), t, frame_index=frame_index,
+                               received=received, block=block)
+
+    def estimate(self, rgb: np.ndarray, original_size: Optional[tuple[int, int]] = None,
+                 estimator=None) -> "FramePoses":
+        """Pose estimation alone, for ``push_poses``: keypoints and boxes in original pixels.
+
+        Touches no state of this object, so several frames may be estimated at once, each with its
+        own ``estimator`` (``run_live`` does, when the estimator is frame-independent)."""
+        started = time.perf_counter()
+        pose_rgb, scale = self._pose_frame(rgb, original_size)
+        keypoints, scores, boxes = (estimator or self.estimator)(pose_rgb)
+        return FramePoses(keypoints * scale, scores, boxes * np.tile(scale, 2),
+                          (time.perf_counter() - started) * 1000, _original_size(rgb, original_size))
+
+    def push_poses(self, found: "FramePoses", t: float, *, frame_index: Optional[int] = None,
+                   received: Optional[float] = None, block: bool = True) -> StreamOutput:
+        """``push`` for a frame whose poses ``estimate`` gave; frames must come in order."""
         self._raise_worker_error()
         if self._closed:
             raise RuntimeError("StreamRecognizer.push after close()")
+        if self.frame_size is None:
+            self.frame_size = found.frame_size
         index = self.frames if frame_index is None else int(frame_index)
-        started = time.perf_counter()
-        pose_rgb, scale = self._pose_frame(rgb, original_size)
-        keypoints, scores, boxes = self.estimator(pose_rgb)
-        keypoints = keypoints * scale
-        boxes = boxes * np.tile(scale, 2)
-        pose_ms = (time.perf_counter() - started) * 1000
+        keypoints, scores, boxes, pose_ms = found.keypoints, found.scores, found.boxes, found.pose_ms
         ids = [int(p) for p in self.tracker.update(keypoints, scores, boxes)]
         self.frames += 1
         # A tracker may give two detections of one person the same id: keep the more confident.
@@ -258,8 +290,6 @@ class StreamRecognizer:
 
                 w, h = scaled_size(ow, oh, POSE_SHORT_SIDE)
                 rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-        if self.frame_size is None:
-            self.frame_size = (ow, oh)
         return np.ascontiguousarray(rgb), np.array([ow / w, oh / h], np.float32)
 
     def _frame_of(self, pushed: int) -> int:

@@ -4,9 +4,11 @@ Four threads and bounded queues, so a slow step never stalls the others without 
 - the decoder reads the source (reconnecting a stream that stalls or drops, with backoff) and,
   in real time, keeps only the newest frames: when the pose step is behind, the oldest waiting
   frame is dropped and counted;
-- the caller's thread estimates poses, tracks people, draws, and writes the JSONL events;
+- the caller's thread estimates poses, tracks people and writes the JSONL events (and shows the
+  window, if any);
 - the ``StreamRecognizer``'s worker classifies the persons due, one batch per window;
-- the writer encodes the MP4 (at the pose resolution, the picture the overlay is drawn on).
+- the renderer draws the overlay and encodes the MP4 (at the pose resolution, the picture the
+  overlay is drawn on).
 Ends on end of stream, ``duration``, or ``stop`` being set (the CLI sets it on SIGINT / SIGTERM);
 every way out finalises the MP4 and closes the JSONL with an ``end`` event.
 """
@@ -91,6 +93,100 @@ def live_estimator(pose_model=None, max_persons: int = 2):
     from posec3d.pose.estimators import build_estimator
 
     return build_estimator(pose_model, max_persons=max_persons)
+
+
+def pose_workers_for(estimator_is_frame_independent: bool, requested: Optional[int] = None) -> int:
+    """How many frames are estimated at once: ``requested``, else one per core (at most 2) when the
+    estimator keeps no state between frames. MediaPipe runs one inference on one core (~30 ms a
+    frame), so on two cores two instances on consecutive frames nearly double the frame rate."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"pose workers must be >= 1, got {requested}")
+        return requested if estimator_is_frame_independent else 1
+    return min(2, os.cpu_count() or 1) if estimator_is_frame_independent else 1
+
+
+class _PosePool:
+    """Estimates consecutive frames on several estimator instances at once, results in order.
+
+    A feeder thread takes frames from the decoder whenever fewer than ``size`` are in estimation
+    (frame ``i`` goes to worker ``i % size``), so a free worker never waits for the consumer;
+    ``next`` returns the oldest frame with its poses, so tracking still sees every frame in
+    sequence. The decoder's queue therefore only fills, and in real time drops, when every
+    worker is busy."""
+
+    _END = object()
+
+    def __init__(self, stream: StreamRecognizer, estimators: list, frames: "queue.Queue",
+                 stop: threading.Event) -> None:
+        self.stream, self.size, self.stop = stream, len(estimators), stop
+        self._source = frames
+        self._slots = threading.Semaphore(self.size)
+        self._inputs = [queue.Queue(maxsize=1) for _ in estimators]
+        self._outputs = [queue.Queue() for _ in estimators]  # never blocks a worker that is being closed
+        self._order: "queue.Queue" = queue.Queue()
+        self._closing = threading.Event()
+        self._taken = 0
+        self._threads = [threading.Thread(target=self._work, args=(e, i, o), name=f"posec3d-pose-{k}", daemon=True)
+                         for k, (e, i, o) in enumerate(zip(estimators, self._inputs, self._outputs))]
+        self._threads.append(threading.Thread(target=self._feed, name="posec3d-pose-feed", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def _work(self, estimator, inputs: "queue.Queue", outputs: "queue.Queue") -> None:
+        while True:
+            frame = inputs.get()
+            if frame is None:
+                return
+            try:
+                outputs.put(self.stream.estimate(frame.rgb, frame.original_size, estimator=estimator))
+            except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+                outputs.put(e)
+
+    def _quitting(self) -> bool:
+        return self.stop.is_set() or self._closing.is_set()
+
+    def _feed(self) -> None:
+        submitted = 0
+        try:
+            while not self._quitting():
+                if not self._slots.acquire(timeout=0.1):
+                    continue
+                frame = None
+                while not self._quitting():
+                    try:
+                        frame = self._source.get(timeout=0.1)
+                        break
+                    except queue.Empty:
+                        continue
+                if frame is None:  # end of the source, or told to stop
+                    return
+                self._inputs[submitted % self.size].put(frame)
+                submitted += 1
+                self._order.put(frame)
+        finally:
+            self._order.put(self._END)
+
+    def next(self):
+        """``(frame, poses)`` of the oldest frame in flight, or None once the source has ended
+        (or ``stop`` was set) and every frame before that came out."""
+        frame = self._order.get()
+        if frame is self._END:
+            self._order.put(self._END)  # every later call sees the end too
+            return None
+        found = self._outputs[self._taken % self.size].get()
+        self._taken += 1
+        self._slots.release()
+        if isinstance(found, BaseException):
+            raise found
+        return frame, found
+
+    def close(self) -> None:
+        self._closing.set()
+        for q in self._inputs:
+            q.put(None)
+        for t in self._threads:
+            t.join(timeout=30)
 
 
 class _EventLog:
@@ -253,33 +349,71 @@ class _Decoder(threading.Thread):
                     why = str(e)
 
 
-class _Writer(threading.Thread):
-    """Encodes drawn frames into the MP4 (atomic: it appears when finalised)."""
+class _Renderer(threading.Thread):
+    """Draws each person's overlay and encodes the MP4 (atomic: it appears when finalised).
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        super().__init__(name="posec3d-write", daemon=True)
-        from posec3d.render import VideoWriter
+    Off the pose thread on purpose: drawing and encoding a 960x540 frame cost ~10 ms, which on two
+    cores is better spent in parallel with the next frame's pose estimation than after it. The
+    frame latency (decoded -> drawn) is measured here, where the picture is finished. With a
+    window open, the newest drawn frame waits in ``shown`` for the caller's thread (tkinter lives
+    there)."""
 
+    def __init__(self, stream, path: Optional[Path], fps: float, size: Optional[tuple[int, int]],
+                 latencies: list, display: bool) -> None:
+        super().__init__(name="posec3d-render", daemon=True)
+        self.stream = stream
         self.frames: "queue.Queue" = queue.Queue(maxsize=WRITE_QUEUE)
-        self.writer = VideoWriter(path, fps=fps, width=size[0], height=size[1])
+        self.latencies = latencies
+        self.shown: Optional["queue.Queue"] = queue.Queue(maxsize=1) if display else None
+        self.writer = None
+        if path is not None:
+            from posec3d.render import VideoWriter
+
+            self.writer = VideoWriter(path, fps=fps, width=size[0], height=size[1])
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
         ended = False  # the producer's end marker was taken: finalising can fail after it (a full disk)
         try:
-            with self.writer as w:
+            with (self.writer if self.writer is not None else _no_writer()) as w:
                 first = None
                 while True:
                     item = self.frames.get()
                     if item is None:
                         ended = True
                         break
-                    index, frame = item
-                    first = index if first is None else first
-                    w.write(frame, index=index - first)  # frames dropped live: the picture holds
+                    frame, output, status = item
+                    drawn = self.stream.draw(frame.rgb, output, status=status)
+                    self.latencies.append(round((time.perf_counter() - frame.received) * 1000, 1))
+                    if w is not None:
+                        first = frame.index if first is None else first
+                        w.write(drawn, index=frame.index - first)  # frames dropped live: the picture holds
+                    if self.shown is not None:
+                        _put_newest(self.shown, drawn)
         except BaseException as e:  # noqa: BLE001 - reported by the caller
             self.error = e
             while not ended and self.frames.get() is not None:  # let the producer finish
+                pass
+
+
+class _no_writer:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _put_newest(q: "queue.Queue", item) -> None:
+    """Put into a bounded queue, dropping the oldest waiting item when it is full."""
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except queue.Full:
+            try:
+                q.get_nowait()
+            except queue.Empty:
                 pass
 
 
@@ -333,13 +467,16 @@ class _Display:
 def run_live(source, recognizer, *, out: Optional[Path] = None, jsonl: Optional[Path] = None, display: bool = False,
              window: Optional[int] = None, stride: Optional[int] = None, max_persons: int = 2,
              realtime: Optional[bool] = None, duration: Optional[float] = None, reconnect: int = 3,
-             pose_model=None, estimator=None, unknown_threshold: Optional[float] = None,
+             pose_model=None, estimator=None, pose_workers: Optional[int] = None,
+             unknown_threshold: Optional[float] = None,
              stop: Optional[threading.Event] = None, on_event: Optional[Callable[[dict], None]] = None,
              on_note: Optional[Callable[[str], None]] = None, max_frames: Optional[int] = None,
              read_timeout: float = 5.0) -> LiveSummary:
     """Recognise each person's action in ``source`` as it plays; see the module docstring.
 
     ``realtime`` defaults to True for cameras and streams (always real time) and False for files.
+    ``pose_workers``: frames estimated at once (default: ``pose_workers_for``); a caller's own
+    ``estimator`` is one instance, so it gets one worker.
     Raises ``VideoError`` (one line) when the source cannot be opened, or after the stream broke and
     ``reconnect`` attempts failed; the MP4 and the JSONL are complete in both cases.
     """
@@ -364,21 +501,28 @@ def run_live(source, recognizer, *, out: Optional[Path] = None, jsonl: Optional[
     check_writable(out)
     log = _EventLog(jsonl, on_event)
     own_estimator = estimator is None
-    estimator = estimator or live_estimator(pose_model, max_persons)
-    stream = writer = None
+    estimators = [estimator or live_estimator(pose_model, max_persons)]
+    if own_estimator:
+        workers = pose_workers_for(estimators[0].frame_independent, pose_workers)
+        estimators += [live_estimator(pose_model, max_persons) for _ in range(workers - 1)]
+    stream = renderer = pool = None
     started = time.perf_counter()
     try:
-        stream = StreamRecognizer(recognizer, estimator=estimator, window=window, stride=stride,
+        stream = StreamRecognizer(recognizer, estimator=estimators[0], window=window, stride=stride,
                                   max_persons=max_persons, unknown_threshold=unknown_threshold, asynchronous=True)
+        pool = _PosePool(stream, estimators, decoder.frames, stop)
         fps = decoder.fps or 25.0
         log.write({"event": "start", "source": source, "kind": kind, "realtime": realtime, "fps": round(fps, 3),
                    "size": list(decoder.size) if decoder.size else None, "window": stream.window,
-                   "stride": stream.stride, "unknown_threshold": stream.unknown_threshold})
-        if out is not None:
-            writer = _Writer(Path(out), fps, decoder.size)
-            writer.start()
+                   "stride": stream.stride, "unknown_threshold": stream.unknown_threshold,
+                   "pose_workers": pool.size})
+        if out is not None or screen is not None:
+            renderer = _Renderer(stream, Path(out) if out is not None else None, fps, decoder.size,
+                                 summary.frame_latency_ms, display=screen is not None)
+            renderer.start()
         decoder.start()
-        summary.reason = _loop(decoder, stream, writer, screen, log, notes, summary, stop, duration, realtime)
+        summary.reason = _loop(decoder, pool, stream, renderer, screen, log, notes, summary, stop, duration,
+                               realtime)
         for event in stream.close():
             log.write(event)
     except KeyboardInterrupt:
@@ -387,16 +531,19 @@ def run_live(source, recognizer, *, out: Optional[Path] = None, jsonl: Optional[
     finally:
         stop.set()
         decoder.join(timeout=30)
+        if pool is not None:
+            pool.close()
         if stream is not None:
             for event in stream.close():  # no-op when closed above
                 log.write(event)
             summary.windows, summary.windows_skipped = stream.windows_classified, stream.windows_skipped
             summary.label_latency_ms = list(stream.label_latencies_ms)
-        if writer is not None:
-            writer.frames.put(None)
-            writer.join()
+        if renderer is not None:
+            renderer.frames.put(None)
+            renderer.join()
         if own_estimator:
-            estimator.close()
+            for e in estimators:
+                e.close()
         if screen is not None:
             screen.close()
         while not notes.empty():
@@ -404,8 +551,8 @@ def run_live(source, recognizer, *, out: Optional[Path] = None, jsonl: Optional[
         summary.wall_s = time.perf_counter() - started
         summary.frames, summary.dropped, summary.reconnects = decoder.decoded, decoder.dropped, decoder.reconnects
         summary.error = decoder.error
-        if writer is not None and writer.error is not None and summary.error is None:
-            summary.error = f"{out}: cannot write the video ({writer.error})"
+        if renderer is not None and renderer.error is not None and summary.error is None:
+            summary.error = f"{out}: cannot write the video ({renderer.error})"
         if summary.error:
             summary.reason = "error"
         log.write({"event": "end", **summary.to_dict()})
@@ -415,43 +562,41 @@ def run_live(source, recognizer, *, out: Optional[Path] = None, jsonl: Optional[
     return summary
 
 
-def _loop(decoder, stream, writer, screen, log, notes, summary, stop, duration, realtime) -> str:
-    """The pose / draw / log loop, in the caller's thread; returns why it ended."""
+def _loop(decoder, pool, stream, renderer, screen, log, notes, summary, stop, duration, realtime) -> str:
+    """The track / log loop, in the caller's thread, over the pose pool's frames in order;
+    returns why it ended."""
     last_stats = time.perf_counter()
-    interval_frames, interval_latency = 0, []
+    interval_frames, latency_mark = 0, 0  # frame latencies since the last stats event start at the mark
     fps_shown = 0.0
     while True:
-        try:
-            frame = decoder.frames.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return "interrupted"
-            continue
-        if frame is None:
-            return "end of stream" if decoder.error is None else "error"
+        item = pool.next()
         if stop.is_set():
             return "interrupted"
+        if item is None:
+            return "end of stream" if decoder.error is None else "error"
+        frame, found = item
         if duration is not None and frame.t >= duration:
             stop.set()
             return "duration"
-        output = stream.push(frame.rgb, frame.t, frame_index=frame.index, original_size=frame.original_size,
-                             received=frame.received, block=not realtime)
+        output = stream.push_poses(found, frame.t, frame_index=frame.index, received=frame.received,
+                                   block=not realtime)
         for event in output.events:
             log.write(event)
         while not notes.empty():
             log.write(notes.get())
         latency = (time.perf_counter() - frame.received) * 1000
         status = f"{fps_shown:4.1f} fps  {latency:3.0f} ms" + (f"  dropped {decoder.dropped}" if realtime else "")
-        drawn = stream.draw(frame.rgb, output, status=status)
-        latency = (time.perf_counter() - frame.received) * 1000
-        summary.frame_latency_ms.append(round(latency, 1))
         summary.processed += 1
         interval_frames += 1
-        interval_latency.append(latency)
-        if writer is not None:
-            writer.frames.put((frame.index, drawn))
+        if renderer is None:  # nothing is drawn: the frame is done once its poses are
+            summary.frame_latency_ms.append(round(latency, 1))
+        else:
+            renderer.frames.put((frame, output, status))
         if screen is not None:
-            screen.show(drawn)
+            try:
+                screen.show(renderer.shown.get_nowait())
+            except queue.Empty:
+                pass
             if screen.closed:
                 stop.set()
                 return "window closed"
@@ -461,10 +606,10 @@ def _loop(decoder, stream, writer, screen, log, notes, summary, stop, duration, 
             labels = stream.label_latencies_ms
             log.write({"event": "stats", "t": round(frame.t, 3), "frame": frame.index, "fps": round(fps_shown, 2),
                        "dropped": decoder.dropped, "decoded": decoder.decoded,
-                       "latency_ms_p50": _percentile(interval_latency, 50),
-                       "latency_ms_p95": _percentile(interval_latency, 95),
+                       "latency_ms_p50": _percentile(summary.frame_latency_ms[latency_mark:], 50),
+                       "latency_ms_p95": _percentile(summary.frame_latency_ms[latency_mark:], 95),
                        "label_latency_ms_p95": _percentile(labels[-50:], 95),
                        "persons": len(output.persons)})
-            last_stats, interval_frames, interval_latency = now, 0, []
+            last_stats, interval_frames, latency_mark = now, 0, len(summary.frame_latency_ms)
         elif summary.processed == 30 and fps_shown == 0.0:
             fps_shown = 30 / (now - last_stats)

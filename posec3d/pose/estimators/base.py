@@ -25,6 +25,12 @@ class PoseEstimator(abc.ABC):
     #: the most people one call returns
     max_persons: int
 
+    @property
+    def frame_independent(self) -> bool:
+        """True when a call's result depends on its frame alone (no state carried between calls), so
+        several instances may estimate consecutive frames at once with the same results as one."""
+        return False
+
     @abc.abstractmethod
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -30,14 +31,19 @@ def bundled_model_path(name: str = "full") -> Path:
     return Path(str(resources.files("posec3d.pose") / "assets" / BUNDLED_MODELS[name]))
 
 
+# fd 2 is one per process: two threads silencing it at once would each save the other's sink and
+# leave stderr pointing at a closed temp file (every later error message lost), so one at a time.
+_STDERR_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _quiet_native_stderr():
     """Silence the C++ start-up chatter of LiteRT/XNNPACK (it writes straight to fd 2).
 
     What was written stays readable from the yielded file (shown with a model-loading error).
     """
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
             yield sink
@@ -112,6 +118,11 @@ class MediaPipePose(PoseEstimator):
         self._warm: set[int] = set()
         self._image_cls = mediapipe.Image
         self._srgb = mediapipe.ImageFormat.SRGB
+
+    @property
+    def frame_independent(self) -> bool:
+        # IMAGE mode keeps nothing between frames; only the second-pass schedule does.
+        return self._masking_landmarker is None
 
     def settings(self) -> dict:
         return {**super().settings(), "model": self.model_path.name, "thresholds": self._thresholds,

@@ -113,6 +113,8 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float) -
 class OnnxPersonDetector:
     """Person boxes from an ONNX detector with ``dets (1, N, 5)`` + ``labels (1, N)`` outputs."""
 
+    frame_independent = True  # one session run per frame, nothing kept
+
     def __init__(self, path: str | os.PathLike, *, score_thr: float = 0.5, person_label: int = 0,
                  input_size: tuple[int, int] | None = None, mean: tuple | None = None, std: tuple | None = None,
                  pad_value: float = 114.0, bgr: bool = False) -> None:
@@ -162,6 +164,10 @@ class MediaPipePersonBoxes:
 
         self.mediapipe = MediaPipePose(max_persons=max_persons)
 
+    @property
+    def frame_independent(self) -> bool:
+        return self.mediapipe.frame_independent
+
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         _, scores, boxes = self.mediapipe(rgb)
         return np.concatenate([boxes, scores.mean(1, keepdims=True)], axis=1)
@@ -201,6 +207,11 @@ class OnnxTopDownPose(PoseEstimator):
             self.detector = OnnxPersonDetector(det_model, score_thr=det_score_thr)
         else:
             self.detector = MediaPipePersonBoxes(max_persons)
+
+    @property
+    def frame_independent(self) -> bool:
+        # The pose model sees one crop at a time; only the box detector might carry state.
+        return bool(getattr(self.detector, "frame_independent", False))
 
     def settings(self) -> dict:
         return {**super().settings(), "pose_model": str(self.pose_path), "det_model": str(self.det_path),
