@@ -84,15 +84,17 @@ def _percentile(values, q) -> Optional[float]:
 
 def live_estimator(pose_model=None, max_persons: int = 2):
     """The live pose model: MediaPipe without its second pass (bundled, or a ``.task`` file), or an
-    ONNX top-down model."""
+    ONNX top-down model whose person boxes come from MediaPipe without its second pass. Both keep
+    no state between frames, so several instances can work on consecutive frames at once."""
     if pose_model is None or str(pose_model).endswith(".task"):
         from posec3d.pose.estimators.blazepose import MediaPipePose
 
         return MediaPipePose("full" if pose_model is None else pose_model, max_persons=max_persons,
                              second_pass="off")
-    from posec3d.pose.estimators import build_estimator
+    from posec3d.pose.estimators.onnx_topdown import MediaPipePersonBoxes, OnnxTopDownPose
 
-    return build_estimator(pose_model, max_persons=max_persons)
+    return OnnxTopDownPose(pose_model, max_persons=max_persons,
+                           box_detector=MediaPipePersonBoxes(max_persons, second_pass="off"))
 
 
 def pose_workers_for(estimator_is_frame_independent: bool, requested: Optional[int] = None) -> int:

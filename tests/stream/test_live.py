@@ -172,3 +172,36 @@ def test_duration_ends_the_run_cleanly(data_dir, tmp_path):
     end = _events(events_path)[-1]
     assert end["event"] == "end" and end["reason"] == "duration"
     assert end["processed"] == 30 == _frames(out)  # frames 0..29 are the first second at 29.97 fps
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
+def test_live_with_an_onnx_pose_model_on_two_workers_equals_the_causal_offline_run(data_dir, tmp_path, recognizer):
+    """`live --pose-model model.onnx`: the ONNX top-down backend runs live on two pose workers (it keeps
+    no state between frames) and gives the windows the one-instance offline causal run gives."""
+    from tests.pose.test_onnx import IN_H, IN_W, LineSimCC, _export
+
+    from posec3d.pose.estimators.onnx_topdown import MediaPipePersonBoxes, OnnxTopDownPose
+    from posec3d.stream import analyse_video
+    from posec3d.stream.live import live_estimator, pose_workers_for, run_live
+
+    onnx = _export(LineSimCC(), (1, 3, IN_H, IN_W), tmp_path / "pose.onnx", ["simcc_x", "simcc_y"])
+    probe = live_estimator(onnx)
+    assert isinstance(probe, OnnxTopDownPose) and probe.frame_independent
+    probe.close()
+    assert pose_workers_for(True, None) == min(2, os.cpu_count() or 1) and pose_workers_for(False, 2) == 1
+    video = data_dir / "videos/kinetics/clean_and_jerk.mp4"
+    events = []
+    summary = run_live(video, recognizer, pose_model=onnx, pose_workers=2, window=16, stride=8, max_frames=40,
+                       jsonl=tmp_path / "live.jsonl", on_event=events.append)
+    assert summary.reason == "end of stream" and summary.processed == 40
+    assert events[0]["pose_workers"] == 2
+    offline_estimator = OnnxTopDownPose(onnx, max_persons=2,
+                                        box_detector=MediaPipePersonBoxes(2, second_pass="off"))
+    doc = analyse_video(video, recognizer, per_person=True, window=16, stride=8, max_frames=40, causal=True,
+                        estimator=offline_estimator, topk=1).to_json()
+    offline_estimator.close()
+    offline = {(p["person"], w["start"], w["end"]): w for p in doc["persons"] for w in p.get("timeline", [])}
+    live = {(e["person"], *e["window"]): e for e in events if e["event"] == "window"}
+    assert offline and set(live) == set(offline)
+    for key, w in offline.items():
+        assert live[key]["label"] == w["label"] and abs(live[key]["score"] - w["score"]) <= 1e-5, key

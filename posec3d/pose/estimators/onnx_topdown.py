@@ -159,10 +159,10 @@ class OnnxPersonDetector:
 class MediaPipePersonBoxes:
     """Person boxes from the embedded MediaPipe model (its landmarks' extent, padded later)."""
 
-    def __init__(self, max_persons: int) -> None:
+    def __init__(self, max_persons: int, second_pass: str = "auto") -> None:
         from posec3d.pose.estimators.blazepose import MediaPipePose
 
-        self.mediapipe = MediaPipePose(max_persons=max_persons)
+        self.mediapipe = MediaPipePose(max_persons=max_persons, second_pass=second_pass)
 
     @property
     def frame_independent(self) -> bool:
