@@ -48,6 +48,7 @@ class LiveSummary:
     frames: int = 0                 # decoded
     processed: int = 0              # through the pose step
     dropped: int = 0                # decoded but skipped to keep up
+    shown: int = 0                  # drawn frames put on the screen (--display)
     wall_s: float = 0.0
     frame_latency_ms: list = field(default_factory=list)
     label_latency_ms: list = field(default_factory=list)
@@ -68,7 +69,8 @@ class LiveSummary:
 
     def to_dict(self) -> dict:
         return {"source": self.source, "reason": self.reason, "frames": self.frames, "processed": self.processed,
-                "dropped": self.dropped, "dropped_frac": round(self.dropped_frac, 4), "fps": round(self.fps, 2),
+                "dropped": self.dropped, "dropped_frac": round(self.dropped_frac, 4), "shown": self.shown,
+                "fps": round(self.fps, 2),
                 "wall_s": round(self.wall_s, 2),
                 "frame_latency_ms_p50": _percentile(self.frame_latency_ms, 50),
                 "frame_latency_ms_p95": _percentile(self.frame_latency_ms, 95),
@@ -597,6 +599,7 @@ def _loop(decoder, pool, stream, renderer, screen, log, notes, summary, stop, du
         if screen is not None:
             try:
                 screen.show(renderer.shown.get_nowait())
+                summary.shown += 1
             except queue.Empty:
                 pass
             if screen.closed:

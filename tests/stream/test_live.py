@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,3 +206,29 @@ def test_live_with_an_onnx_pose_model_on_two_workers_equals_the_causal_offline_r
     assert offline and set(live) == set(offline)
     for key, w in offline.items():
         assert live[key]["label"] == w["label"] and abs(live[key]["score"] - w["score"]) <= 1e-5, key
+
+
+@pytest.mark.skipif(not shutil.which("xvfb-run"), reason="needs Xvfb (`apt-get install -y xvfb`, as .ci/run does)")
+def test_live_display_puts_the_drawn_frames_in_a_window(data_dir, tmp_path):
+    """--display under a virtual X server: the window shows the drawn frames as they come."""
+    events_path = tmp_path / "e.jsonl"
+    cmd = ["xvfb-run", "-a", sys.executable, "-m", "posec3d", "live", str(data_dir / "videos/kinetics/clean_and_jerk.mp4"),
+           "--display", "--max-frames", "30", "--jsonl", str(events_path)]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "no display" not in proc.stderr
+    end = _events(events_path)[-1]
+    assert end["reason"] == "end of stream" and end["processed"] == 30
+    assert 20 <= end["shown"] <= 30  # the renderer may still hold the last frame or two at the end
+
+
+def test_live_without_a_display_goes_on_without_one(data_dir, tmp_path):
+    events_path = tmp_path / "e.jsonl"
+    env = {k: v for k, v in _env().items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.run(_live_cmd(data_dir / "videos/kinetics/clean_and_jerk.mp4", "--max-frames", "12",
+                                    "--jsonl", events_path)[:-1] + ["--display"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "no display (DISPLAY is not set): running with --no-display" in proc.stderr
+    end = _events(events_path)[-1]
+    assert end["reason"] == "end of stream" and end["processed"] == 12 and end["shown"] == 0
