@@ -358,3 +358,16 @@ def test_outliers_config_is_checked(tiny_ann):
         cfg["outliers"] = bad
         with pytest.raises(ConfigError, match="outliers"):
             outliers(cfg)
+
+    from posec3d.engine.loaders import build_dataset, split_dataset_cfg
+    from posec3d.engine.trainer import with_outliers
+
+    cfg = load_config(FIXED_CONFIG, ann_options(tiny_ann) + ["data.train.dataset.class_prob=[1.0]"])
+    cfg["outliers"] = dict(ann_file=str(tiny_ann), split="xsub_test")
+    with pytest.raises(ConfigError, match="class_prob"):
+        with_outliers(cfg, build_dataset(split_dataset_cfg(cfg, "train")), outliers(cfg))
+    cfg = load_config(FIXED_CONFIG, ann_options(tiny_ann))
+    cfg["outliers"] = dict(ann_file=str(tiny_ann), split="xsub_test")
+    joined = with_outliers(cfg, build_dataset(split_dataset_cfg(cfg, "train")), outliers(cfg))
+    assert len(joined) == 24 + 16 and joined.labels[24:] == [-1] * 16 and min(joined.labels[:24]) >= 0
+    assert int(joined[30]["label"]) == -1 and int(joined[3]["label"]) >= 0
