@@ -29,7 +29,8 @@ from posec3d.engine import distributed as D
 from posec3d.engine.checkpoints import (find_latest, load_optimizer_state, prune_epoch_checkpoints, restore_rng, resume_state,
                                         save_training_checkpoint)
 from posec3d.engine.evaluation import _amp_dtype, batch_labels, model_inputs, predict
-from posec3d.engine.loaders import build_dataset, build_eval_loader, build_train_loader, split_dataset_cfg
+from posec3d.engine.loaders import (build_dataset, build_eval_loader, build_train_loader, check_fits_model,
+                                    split_dataset_cfg)
 from posec3d.engine.logging import MetricsLog
 from posec3d.engine.metrics import confusion_matrix, evaluate
 from posec3d.engine.schedule import LRSchedule
@@ -144,6 +145,7 @@ def with_outliers(cfg: C.Config, train_set, outliers: C.Config):
 
     if C.class_prob(cfg) is not None:
         raise ConfigError(f"{C._where(cfg)}: outliers and class_prob cannot be combined (outliers have no class)")
+    check_fits_model(cfg, train_set)  # the loader's own check sees only the joined set's labels
     ds = split_dataset_cfg(cfg, "train", ann_file=outliers.ann_file, pipeline=loader_pipeline(cfg, "train"))
     inner = ds
     while inner.get("type") == "RepeatDataset":
