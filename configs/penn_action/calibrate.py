@@ -9,7 +9,9 @@
    at most ``--max-drop`` (default 1 point); the out-of-vocabulary clips are then *measured*
    against it, never used to choose it.
 3. Measured alongside: the energy score (logits averaged over views) against the maximum
-   probability, as AUROC of in-vocabulary vs out-of-vocabulary clips.
+   probability, as AUROC of in-vocabulary vs out-of-vocabulary clips; the dev set's mean-class
+   accuracy; and the margin of the demo clip (the shared Kinetics clean_and_jerk) over its second
+   class, so one run gives the four figures every candidate model is selected on.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ sys.path.insert(0, str(HERE / "dev_set"))
 from layout import read_provenance  # noqa: E402
 
 SPLITS = REPO / "work_dirs/penn_action/penn_action_splits.pkl"
+DEMO_CLIP = "clean_and_jerk__kinetics_clean_and_jerk"  # `posec3d demo`'s acceptance clip (issue 10)
 POSES = REPO / "work_dirs/penn_action/dev_poses"
 LABEL_MAP = REPO / "posec3d/zoo/penn_action/label_map.txt"
 
@@ -82,6 +85,7 @@ def main() -> None:
     rec.temperature = temperature
     rows = {r["name"]: r for r in read_provenance()}
     in_s, in_ok, in_e, ood_s, ood_e, per_clip = [], [], [], [], [], {}
+    demo_margin = None
     for name, row in rows.items():
         path = POSES / f"{name}.pkl"
         if not path.is_file():
@@ -92,8 +96,14 @@ def main() -> None:
             continue
         p = rec.scores(ann)
         e = float(energy_score(mean_logits(rec, ann)[None])[0])
-        top = rec.labels[int(np.argmax(p))]
-        per_clip[name] = {"split": row["split"], "label": row["label"], "top": top, "score": float(p.max()), "energy": e}
+        if name == DEMO_CLIP:
+            # Signed: clean_and_jerk's probability minus the best other class's (negative when it loses).
+            right = rec.labels.index(row["label"])
+            demo_margin = float(p[right] - np.delete(p, right).max())
+        first, second = np.argsort(p)[::-1][:2]
+        top = rec.labels[int(first)]
+        per_clip[name] = {"split": row["split"], "label": row["label"], "top": top, "score": float(p.max()), "energy": e,
+                          "second": rec.labels[int(second)], "second_score": float(p[second])}
         if row["split"] == "penn":
             in_s.append(float(p.max())), in_ok.append(top == row["label"]), in_e.append(e)
         else:
@@ -103,12 +113,18 @@ def main() -> None:
     val_top = probs.argmax(1) == labels
     val_scores = apply_temperature(probs, temperature).max(1)
     val_fig = open_set_figures(choice.threshold, val_scores, val_top, [])
+    per_class: dict[str, list[bool]] = {}
+    for c in per_clip.values():
+        if c["split"] == "penn":
+            per_class.setdefault(c["label"], []).append(c["top"] == c["label"])
     figures = {
         "val_part_clips": len(val), "val_part_top1": float(val_top.mean()),
         "val_part_top1_open": val_fig.in_top1_open,
         "nll_before": nll(probs, labels), "nll_after": nll(probs, labels, temperature),
         "dev_in_clips": len(in_s), "dev_ood_clips": len(ood_s),
         "dev_top1": choice.in_top1, "dev_top1_open": choice.in_top1_open, "ood_rejected": choice.ood_rejected,
+        "dev_mean_class": float(np.mean([np.mean(v) for v in per_class.values()])) if per_class else None,
+        "dev_classes": len(per_class), "demo_clip_margin": demo_margin,
         "auroc_max_probability": auroc(in_s, ood_s), "auroc_energy": auroc(in_e, ood_e),
     }
     print(json.dumps(figures, indent=1))

@@ -172,3 +172,35 @@ class RepeatDataset(Dataset):
 
     def __getitem__(self, idx: int) -> Any:
         return self.dataset[idx % len(self.dataset)]
+
+
+class WithOutliers(Dataset):
+    """A training set followed by outlier samples, whose label becomes -1 (outlier exposure).
+
+    The outliers run the training pipeline too (their annotation labels, from another dataset's
+    classes, are ignored). The wrapped sets are ``inliers`` and ``outliers``, not ``dataset``, so
+    that code reading a wrapper's ``dataset`` attribute (RepeatDataset's) does not miss the outliers.
+    """
+
+    def __init__(self, inliers: Dataset, outliers: Dataset):
+        if len(outliers) == 0:
+            raise ConfigError(f"outliers: {outliers!r} has no samples")
+        self.inliers, self.outliers = inliers, outliers
+
+    @property
+    def labels(self) -> list[int]:
+        return [int(x) for x in self.inliers.labels] + [-1] * len(self.outliers)
+
+    def __len__(self) -> int:
+        return len(self.inliers) + len(self.outliers)
+
+    def __getitem__(self, idx: int) -> Any:
+        if idx < len(self.inliers):
+            return self.inliers[idx]
+        out = self.outliers[idx - len(self.inliers)]
+        if not isinstance(out, dict) or "label" not in out:
+            raise ConfigError("outliers: the training pipeline must output a dict with 'label' "
+                              "(Collect keys=['imgs', 'label'])")
+        label = out["label"]
+        out["label"] = torch.full_like(label, -1) if isinstance(label, torch.Tensor) else -1
+        return out

@@ -270,6 +270,7 @@ KNOWN_TOP_LEVEL_KEYS = frozenset({
     "lr_config", "param_scheduler", "default_hooks", "checkpoint_config", "log_config", "randomness",
     "seed", "load_from", "resume_from", "resume", "heatmap_on", "norm_eval", "sync_bn", "max_persons",
     "work_dir", "find_unused_parameters", "ann_file", "label_map", "test_speedups", "train_speedups",
+    "outliers",
 })
 
 
@@ -615,6 +616,30 @@ def seed(cfg: Config) -> int | None:
     rnd = cfg.get("randomness") or {}
     value = rnd.get("seed", cfg.get("seed"))
     return None if value is None else int(value)
+
+
+def outliers(cfg: Config) -> Config | None:
+    """``outliers = dict(ann_file=..., split=None, weight=0.5)``: outlier exposure in training.
+
+    The annotation file's samples (``split``'s, or all of them) join the training set with label -1,
+    through the training pipeline; the head learns a uniform output on them, weighted by ``weight``.
+    """
+    value = cfg.get("outliers")
+    if value is None:
+        return None
+    where = _where(cfg)
+    if not isinstance(value, Mapping) or not isinstance(value.get("ann_file"), str) or not value["ann_file"]:
+        raise ConfigError(f"{where}: outliers must be dict(ann_file='...', split=None, weight=0.5), got {value!r}")
+    unknown = set(value) - {"ann_file", "split", "weight"}
+    if unknown:
+        raise ConfigError(f"{where}: outliers: unknown keys {sorted(unknown)} (known: ann_file, split, weight)")
+    split = value.get("split")
+    if split is not None and not isinstance(split, str):
+        raise ConfigError(f"{where}: outliers.split must be a split name or None, got {split!r}")
+    weight = value.get("weight", 0.5)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
+        raise ConfigError(f"{where}: outliers.weight must be a number > 0, got {weight!r}")
+    return Config(ann_file=value["ann_file"], split=split, weight=float(weight))
 
 
 def load_from(cfg: Config) -> str | None:

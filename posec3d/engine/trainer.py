@@ -29,7 +29,8 @@ from posec3d.engine import distributed as D
 from posec3d.engine.checkpoints import (find_latest, load_optimizer_state, prune_epoch_checkpoints, restore_rng, resume_state,
                                         save_training_checkpoint)
 from posec3d.engine.evaluation import _amp_dtype, batch_labels, model_inputs, predict
-from posec3d.engine.loaders import build_dataset, build_eval_loader, build_train_loader, split_dataset_cfg
+from posec3d.engine.loaders import (build_dataset, build_eval_loader, build_train_loader, check_fits_model,
+                                    split_dataset_cfg)
 from posec3d.engine.logging import MetricsLog
 from posec3d.engine.metrics import confusion_matrix, evaluate
 from posec3d.engine.schedule import LRSchedule
@@ -138,6 +139,21 @@ def loader_pipeline(cfg: C.Config, split: str) -> list | None:
     return _split(cfg, split)[0]
 
 
+def with_outliers(cfg: C.Config, train_set, outliers: C.Config):
+    """The training set followed by the ``outliers`` file's samples (label -1), same pipeline and repeats."""
+    from posec3d.data.dataset import WithOutliers
+
+    if C.class_prob(cfg) is not None:
+        raise ConfigError(f"{C._where(cfg)}: outliers and class_prob cannot be combined (outliers have no class)")
+    check_fits_model(cfg, train_set)  # the loader's own check sees only the joined set's labels
+    ds = split_dataset_cfg(cfg, "train", ann_file=outliers.ann_file, pipeline=loader_pipeline(cfg, "train"))
+    inner = ds
+    while inner.get("type") == "RepeatDataset":
+        inner = inner["dataset"]
+    inner["split"] = outliers.split  # None: every sample of the file
+    return WithOutliers(train_set, build_dataset(ds, f"{C._where(cfg)}: outliers"))
+
+
 def set_train_mode(model: nn.Module, norm_eval: bool) -> None:
     """``model.train()``; with ``norm_eval`` every BatchNorm keeps using (and not updating) its
     running statistics, so a sample's output does not depend on the rest of its batch."""
@@ -197,6 +213,9 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
     # ---- data ---------------------------------------------------------------------------------
     train_set = build_dataset(split_dataset_cfg(cfg, "train", pipeline=loader_pipeline(cfg, "train")),
                               C._where(cfg))
+    outliers = C.outliers(cfg)
+    if outliers is not None:
+        train_set = with_outliers(cfg, train_set, outliers)
     train_loader = build_train_loader(cfg, train_set, dist, seed)
     train_transform = batch_transform_for(cfg, "train", dist.device)
     val_loader = val_transform = None
@@ -210,6 +229,12 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
     from posec3d.models import build_model
 
     model = build_model(C.model_cfg(cfg)).to(dist.device)
+    if outliers is not None:
+        head = getattr(model, "cls_head", None)
+        if not hasattr(head, "outlier_weight"):
+            raise ConfigError(f"{C._where(cfg)}: outliers need a head with an outlier loss (I3DHead), "
+                              f"not {type(head).__name__}")
+        head.outlier_weight = outliers.weight
     if cfg.get("sync_bn") and dist.distributed:
         if dist.device.type != "cuda":
             raise ConfigError(f"{C._where(cfg)}: sync_bn needs CUDA devices (torch's SyncBatchNorm does not "
@@ -330,7 +355,7 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
                 # The mean over the interval: one batch's loss is too noisy to plot.
                 log.log({"mode": "train", "epoch": epoch + 1, "iter": iteration, "loss": float(np.mean(window)),
                          "lr": lr, "data_time": data_time, "compute_time": compute_time,
-                         **{k: float(v) for k, v in losses.items() if k != "loss_cls"}}, flush=False)
+                         **{k: float(v.detach()) for k, v in losses.items() if k != "loss_cls"}}, flush=False)
                 window.clear()
 
         # ---- end of epoch: validate, then checkpoint (so best.pth and meta['best'] agree) -------

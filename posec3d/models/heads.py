@@ -2,6 +2,11 @@
 
 `I3DHead` / `SimpleHead` hold one ``fc_cls``; `RGBPoseHead` holds ``fc_rgb`` and ``fc_pose`` and
 returns ``{'rgb': logits, 'pose': logits}``. Each head also computes its own training loss.
+
+Outlier exposure (Hendrycks, Mazeika, Dietterich, ICLR 2019), `I3DHead` only: training samples
+labelled -1 are outliers, actions of none of the classes; their loss is the cross-entropy to the
+uniform distribution, weighted by ``outlier_weight``, so that the model learns to spread its
+probability over the classes (a low top probability: "unknown") on what it does not know.
 """
 from __future__ import annotations
 
@@ -33,6 +38,22 @@ def check_average_clips(value, where: str):
     return value
 
 
+def check_outlier_weight(value, where: str) -> float:
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = float("nan")
+    if not weight >= 0 or weight == float("inf"):
+        raise ConfigError(f"{where}: outlier_weight must be a number >= 0, got {value!r}")
+    return weight
+
+
+def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the cross-entropy from the uniform distribution to softmax(logits):
+    mean_c(-log p_c) = logsumexp(z) - mean(z); its minimum, log(num_classes), is at equal logits."""
+    return (torch.logsumexp(logits, dim=1) - logits.mean(dim=1)).mean()
+
+
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     """(N, C, T, H, W) → (N, C). A plain mean, which also exports to ONNX as ReduceMean."""
     return x.mean(dim=(2, 3, 4))
@@ -52,7 +73,8 @@ class I3DHead(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, loss_cls: dict | None = None,
                  spatial_type: str = "avg", dropout_ratio: float | None = None, dropout: float | None = None,
                  init_std: float = 0.01, average_clips: str | None = "prob", mode: str = "3D",
-                 multi_class: bool = False, label_smooth_eps: float = 0.0, topk=(1, 5), init_cfg=None):
+                 multi_class: bool = False, label_smooth_eps: float = 0.0, topk=(1, 5), init_cfg=None,
+                 outlier_weight: float = 0.0):
         super().__init__()
         if spatial_type != "avg" or mode != "3D" or multi_class or label_smooth_eps:
             raise ConfigError(f"I3DHead: only spatial_type='avg', mode='3D', single-label, no label smoothing "
@@ -63,6 +85,7 @@ class I3DHead(nn.Module):
         self.num_classes, self.in_channels, self.init_std = num_classes, in_channels, init_std
         self.loss_weight = _check_loss_cfg(loss_cls, "I3DHead")
         self.average_clips = check_average_clips(average_clips, "I3DHead")
+        self.outlier_weight = check_outlier_weight(outlier_weight, "I3DHead")
         self.topk = tuple(topk)
         self.dropout = nn.Dropout(p) if p else nn.Identity()
         self.fc_cls = nn.Linear(in_channels, num_classes)
@@ -83,10 +106,24 @@ class I3DHead(nn.Module):
         return self.fc_cls(self.dropout(self.pool(x)))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        losses = {"loss_cls": self.loss_weight * F.cross_entropy(logits, labels)}
+        """Cross-entropy of the labelled samples (``loss_cls``); with outliers (label -1) in the batch,
+        also ``loss_outlier``. Both are means over their own samples, as in Hendrycks et al."""
+        known = labels >= 0
+        if bool(known.all()):
+            losses = {"loss_cls": self.loss_weight * F.cross_entropy(logits, labels)}
+        else:
+            if self.outlier_weight <= 0:
+                raise ConfigError("I3DHead: the batch has outlier samples (label -1) but outlier_weight is 0; "
+                                  "set cls_head.outlier_weight (or the config's outliers.weight)")
+            # A batch of outliers only has no labelled term (0, still attached to the graph).
+            ce = F.cross_entropy(logits[known], labels[known]) if bool(known.any()) else logits.sum() * 0
+            losses = {"loss_cls": self.loss_weight * ce,
+                      "loss_outlier": self.outlier_weight * uniform_cross_entropy(logits[~known])}
+            logits, labels = logits[known], labels[known]
         with torch.no_grad():
             for k in self.topk:
-                losses[f"top{k}_acc"] = topk_accuracy(logits, labels, k)
+                losses[f"top{k}_acc"] = (topk_accuracy(logits, labels, k) if len(labels)
+                                         else torch.zeros((), device=logits.device))
         return losses
 
 

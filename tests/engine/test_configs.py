@@ -139,7 +139,8 @@ def to_kpfile(sample: dict) -> dict:
 def test_every_config_is_covered():
     names = {rel(p) for p in ALL}
     extra = {"custom/template.py", "penn_action/x3d_shallow_penn_action.py",
-             "penn_action/x3d_shallow_penn_action_finetune.py",
+             "penn_action/x3d_shallow_penn_action_finetune.py", "penn_action/x3d_shallow_penn_action_outliers.py",
+             "penn_action/x3d_shallow_penn_action_t32_s48.py", "penn_action/x3d_shallow_penn_action_t32_s48_ft.py",
              "msr_action3d/layout_study/coco17_mapped.py", "msr_action3d/layout_study/native_kinect20.py"}
     assert set(SPEC_TABLE) | extra == names
 

@@ -306,3 +306,68 @@ def test_cli_test_with_a_bundled_model(data_dir, tmp_path):
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["num_samples"] == len(ids) == 21
     assert m["top1"] > 0.5, m  # mostly clips the model was trained on; chance is 1/15
+
+
+def test_outlier_exposure_lowers_confidence_on_unseen_actions(msr_ann, tmp_path):
+    """``outliers=dict(ann_file, split, weight)`` (Hendrycks et al. 2019): another split's clips join
+    training with label -1 and a uniform target. Trained on MSR classes 0-9 with clips of classes
+    10-19 as outliers, the model is far less confident on *other subjects'* clips of classes 10-19
+    than the same training without them, which is what lets a threshold call them unknown."""
+    raw = load_annotation_file(msr_ann)
+    label = {a["frame_dir"]: a["label"] for a in raw["annotations"]}
+    train_ids, test_ids = raw["split"]["xsub_train"], raw["split"]["xsub_test"]
+    split = {"inlier": [i for i in train_ids if label[i] < 10][:48],
+             "outlier": [i for i in train_ids if label[i] >= 10][:48],
+             "unseen": [i for i in test_ids if label[i] >= 10][:24]}
+    keep = {i for ids in split.values() for i in ids}
+    ann = tmp_path / "msr_open_set.pkl"
+    save_annotations(ann, [a for a in raw["annotations"] if a["frame_dir"] in keep], split=split)
+    opts = ann_options(ann) + ["data.train.dataset.split=inlier", "data.test.split=unseen", "total_epochs=8",
+                               "data.train.dataset.pipeline.1.clip_len=6", "data.test.pipeline.1.clip_len=6",
+                               "optimizer.lr=0.1", "norm_eval=False"]
+
+    def unseen_confidence(cfg, work_dir) -> float:
+        result = train(cfg, work_dir, seed=0)
+        assert result.iterations == 8 * len(train_set_of(cfg)) // 8
+        scores = np.stack(run_test(cfg, work_dir / "latest.pth").scores)
+        return float(scores.max(1).mean())
+
+    def train_set_of(cfg):
+        return split["inlier"] + (split["outlier"] if cfg.get("outliers") else [])
+
+    plain = unseen_confidence(load_config(FIXED_CONFIG, opts), tmp_path / "plain")
+    cfg = load_config(FIXED_CONFIG, opts)
+    cfg["outliers"] = dict(ann_file=str(ann), split="outlier", weight=1.0)
+    exposed = unseen_confidence(cfg, tmp_path / "exposed")
+    records = [json.loads(line) for line in (tmp_path / "exposed" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss_outlier" in r for r in records if r["mode"] == "train")
+    print(f"mean top probability on unseen classes: {plain:.3f} without outliers, {exposed:.3f} with")
+    assert exposed < plain - 0.1, (plain, exposed)
+    assert exposed < 0.3  # 20 classes: uniform is 0.05
+
+
+def test_outliers_config_is_checked(tiny_ann):
+    from posec3d.engine.config import outliers
+    from posec3d.errors import ConfigError
+
+    cfg = load_config(FIXED_CONFIG, ann_options(tiny_ann))
+    assert outliers(cfg) is None
+    cfg["outliers"] = dict(ann_file=str(tiny_ann), split="xsub_test")
+    assert outliers(cfg) == dict(ann_file=str(tiny_ann), split="xsub_test", weight=0.5)
+    for bad in (dict(split="x"), dict(ann_file=str(tiny_ann), weight=0), dict(ann_file=str(tiny_ann), wieght=1)):
+        cfg["outliers"] = bad
+        with pytest.raises(ConfigError, match="outliers"):
+            outliers(cfg)
+
+    from posec3d.engine.loaders import build_dataset, split_dataset_cfg
+    from posec3d.engine.trainer import with_outliers
+
+    cfg = load_config(FIXED_CONFIG, ann_options(tiny_ann) + ["data.train.dataset.class_prob=[1.0]"])
+    cfg["outliers"] = dict(ann_file=str(tiny_ann), split="xsub_test")
+    with pytest.raises(ConfigError, match="class_prob"):
+        with_outliers(cfg, build_dataset(split_dataset_cfg(cfg, "train")), outliers(cfg))
+    cfg = load_config(FIXED_CONFIG, ann_options(tiny_ann))
+    cfg["outliers"] = dict(ann_file=str(tiny_ann), split="xsub_test")
+    joined = with_outliers(cfg, build_dataset(split_dataset_cfg(cfg, "train")), outliers(cfg))
+    assert len(joined) == 24 + 16 and joined.labels[24:] == [-1] * 16 and min(joined.labels[:24]) >= 0
+    assert int(joined[30]["label"]) == -1 and int(joined[3]["label"]) >= 0
