@@ -74,6 +74,8 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     speedups = EvalSpeedups.from_config(cfg)
+    # Loader workers start now and draw the first samples while the model loads and is folded.
+    batches = loader.epoch(0)
     model = build_model(C.model_cfg(cfg)).to(dist.device)
     load_checkpoint(model, checkpoint, strict=True)  # before BN folding: the checkpoint has BN keys
     require_finite_weights(model, checkpoint)
@@ -81,7 +83,7 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     if progress is not None:
         progress(advance=0, total=len(dataset))
     scores, labels = predict(model, loader, dist, batch_transform=batch_transform_for(cfg, "test", dist.device),
-                             progress=progress, amp=amp, inference_mode=speedups.inference_mode)
+                             progress=progress, amp=amp, inference_mode=speedups.inference_mode, batches=batches)
     metrics = evaluate(scores, labels) if (labels >= 0).all() else {"num_samples": int(len(labels))}
     return TestResult([row.astype(np.float32) for row in scores], labels, metrics)
 
