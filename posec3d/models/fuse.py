@@ -12,26 +12,18 @@ from torch import nn
 
 @torch.no_grad()
 def _fold(conv: nn.Module, bn: nn.BatchNorm3d) -> nn.Module:
+    """``conv`` itself, its weight scaled and its bias set (new Parameters: no module is built,
+    no weights re-initialised, two tensor ops per pair)."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                       **_extra_args(conv), bias=True)
-    fused = fused.to(device=conv.weight.device, dtype=conv.weight.dtype)
     if isinstance(conv, nn.ConvTranspose3d):
         # Weight layout [in, out/groups, ...]: output channels are on dim 1.
         shape = (1, -1) + (1,) * (conv.weight.dim() - 2)
     else:
         shape = (-1,) + (1,) * (conv.weight.dim() - 1)
-    fused.weight.copy_(conv.weight * scale.reshape(shape))
-    fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
-    return fused
-
-
-def _extra_args(conv: nn.Module) -> dict:
-    args = dict(dilation=conv.dilation, groups=conv.groups, padding_mode=conv.padding_mode)
-    if isinstance(conv, nn.ConvTranspose3d):
-        args["output_padding"] = conv.output_padding
-    return args
+    conv.weight = nn.Parameter(conv.weight * scale.reshape(shape), requires_grad=conv.weight.requires_grad)
+    conv.bias = nn.Parameter(bn.bias + (bias - bn.running_mean) * scale, requires_grad=conv.weight.requires_grad)
+    return conv
 
 
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
