@@ -14,6 +14,7 @@ several passes over a 270 MB array per sample.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from typing import Sequence
@@ -61,12 +62,8 @@ class Layout:
     def frames(cls, t: int, c: int, h: int, w: int, flip_perm: np.ndarray | None = None,
                out: np.ndarray | None = None, canvas: "CanvasPool | None" = None) -> "Layout":
         """(T, C, H, W); with ``flip_perm`` (2T, C, H, W), the mirrored frames after the originals."""
-        size = h * w
-        plane = (np.arange(t)[:, None] * c + np.arange(c)) * size
-        mirror = None
-        if flip_perm is not None:
-            mirror = (t * c + np.arange(t)[:, None] * c + flip_perm[None, :]) * size
-        shape = ((2 if flip_perm is not None else 1) * t, c, h, w)
+        perm = None if flip_perm is None else tuple(int(p) for p in flip_perm)
+        plane, mirror, shape = _frame_tables(t, c, h, w, perm)
         return cls(shape if out is None else out, plane, h, w, mirror, canvas)
 
     @classmethod
@@ -74,16 +71,8 @@ class Layout:
               flip_perm: np.ndarray | None = None, out: np.ndarray | None = None,
               canvas: "CanvasPool | None" = None) -> "Layout":
         """(crops * clips, C, L, H, W), FormatShape('NCTHW_Heatmap')'s output, written directly."""
-        size = h * w
-        t = np.arange(num_clips * clip_len)
-        clip, step = t // clip_len, t % clip_len
-        plane = ((clip[:, None] * c + np.arange(c)) * clip_len + step[:, None]) * size
-        mirror = None
-        if flip_perm is not None:
-            mirror = num_clips * c * clip_len * size + (
-                (clip[:, None] * c + flip_perm[None, :]) * clip_len + step[:, None]) * size
-        crops = 2 if flip_perm is not None else 1
-        shape = (crops * num_clips, c, clip_len, h, w)
+        perm = None if flip_perm is None else tuple(int(p) for p in flip_perm)
+        plane, mirror, shape = _view_tables(num_clips, clip_len, c, h, w, perm)
         return cls(shape if out is None else out, plane, h, w, mirror, canvas)
 
     def scatter(self, planes: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray,
@@ -108,6 +97,39 @@ class Layout:
                 self.flat[idx] = vals
             else:
                 self.flat[idx] = np.maximum(self.flat[idx], vals)
+
+
+# The plane offset tables depend only on the volume's geometry: made once per geometry (every
+# sample of a pipeline shares it), read-only so that no caller can change a shared table.
+@functools.lru_cache(maxsize=64)
+def _frame_tables(t: int, c: int, h: int, w: int, flip_perm: tuple[int, ...] | None):
+    size = h * w
+    plane = (np.arange(t)[:, None] * c + np.arange(c)) * size
+    mirror = None
+    if flip_perm is not None:
+        mirror = (t * c + np.arange(t)[:, None] * c + np.asarray(flip_perm)[None, :]) * size
+    shape = ((2 if flip_perm is not None else 1) * t, c, h, w)
+    return _read_only(plane), _read_only(mirror), shape
+
+
+@functools.lru_cache(maxsize=64)
+def _view_tables(num_clips: int, clip_len: int, c: int, h: int, w: int, flip_perm: tuple[int, ...] | None):
+    size = h * w
+    t = np.arange(num_clips * clip_len)
+    clip, step = t // clip_len, t % clip_len
+    plane = ((clip[:, None] * c + np.arange(c)) * clip_len + step[:, None]) * size
+    mirror = None
+    if flip_perm is not None:
+        mirror = num_clips * c * clip_len * size + (
+            (clip[:, None] * c + np.asarray(flip_perm)[None, :]) * clip_len + step[:, None]) * size
+    crops = 2 if flip_perm is not None else 1
+    return _read_only(plane), _read_only(mirror), (crops * num_clips, c, clip_len, h, w)
+
+
+def _read_only(a: np.ndarray | None) -> np.ndarray | None:
+    if a is not None:
+        a.flags.writeable = False
+    return a
 
 
 class CanvasPool:
