@@ -2,17 +2,13 @@
 
 Two optional config dicts of ours; every key turns one speed-up off (or on):
 
-    test_speedups = dict(fuse_bn=True, channels_last=True, inference_mode=True, fuse_activations=True,
-                         keep_memory=True)
-    train_speedups = dict(channels_last='auto', fused_optimizer='auto', compile=False, compile_cache=None,
-                          keep_memory=True)
+    test_speedups = dict(fuse_bn=True, channels_last=True, inference_mode=True, fuse_activations=True)
+    train_speedups = dict(channels_last='auto', fused_optimizer='auto', compile=False, compile_cache=None)
 
 Testing: BN folded into the convolutions, ReLUs and residual adds fused into them as oneDNN post-ops
 (``fuse_activations``, CPU), channels-last 3D weights and inputs, ``torch.inference_mode``, and the
 views of one sample (clips x flips) in one forward (``Recognizer3D.forward_test``). The scores
 equal the plain eval path's up to float rounding (< 1e-4, tested on the released SlowOnly checkpoint).
-``keep_memory`` (both, CPU only): freed feature maps stay in the process heap (`keep_freed_memory`),
-a process-wide glibc setting made once; the process keeps its peak memory until it exits.
 
 Training: ``'auto'`` means what measurement on this project's CPU chose per model family
 (``TRAIN_AUTO``; ``python bench/train_variants.py`` re-measures). Channels-last 3D helps the
@@ -35,10 +31,8 @@ from torch import nn
 
 from posec3d.errors import ConfigError
 
-TEST_KEYS = {"fuse_bn": True, "channels_last": True, "inference_mode": True, "fuse_activations": True,
-             "keep_memory": True}
-TRAIN_KEYS = {"channels_last": "auto", "fused_optimizer": "auto", "compile": False, "compile_cache": None,
-              "keep_memory": True}
+TEST_KEYS = {"fuse_bn": True, "channels_last": True, "inference_mode": True, "fuse_activations": True}
+TRAIN_KEYS = {"channels_last": "auto", "fused_optimizer": "auto", "compile": False, "compile_cache": None}
 
 # Training-step speed-ups measured on this project's 2-core AVX-512 CPU (2 threads, batch 4, 17x48x56x56,
 # variants alternating, load 9-16; re-run: python bench/train_variants.py). Channels-last 3D: X3D 2.5x,
@@ -70,44 +64,12 @@ class EvalSpeedups:
     channels_last: bool = True
     inference_mode: bool = True
     fuse_activations: bool = True
-    keep_memory: bool = True
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "EvalSpeedups":
         o = _options(cfg, "test_speedups", TEST_KEYS)
         return cls(bool(o["fuse_bn"]), bool(o["channels_last"]), bool(o["inference_mode"]),
-                   bool(o["fuse_activations"]), bool(o["keep_memory"]))
-
-
-_KEPT_MEMORY: bool | None = None
-
-
-def keep_freed_memory() -> bool:
-    """glibc: serve every allocation from the heap and keep what is freed there (``mallopt``), once
-    per process; False where the C library is not glibc (nothing changes there).
-
-    A 10-clip x flip SlowOnly forward makes feature maps of 100-500 MB, far above glibc's mmap
-    threshold: each is mapped afresh, every page zeroed by the kernel on first touch, and unmapped
-    again when freed. Kept in the heap they are reused instead: `test` of one NTU60 sample went
-    from 17.9 to 13.6 s (CPU 17.0 -> 12.8 s, 5 alternating pairs, load 2.4-3.4). The price: the
-    process holds on to its peak memory until it exits.
-    """
-    global _KEPT_MEMORY
-    if _KEPT_MEMORY is None:
-        _KEPT_MEMORY = False
-        import platform
-
-        if platform.libc_ver()[0] == "glibc":
-            import ctypes
-            import ctypes.util
-
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-                _KEPT_MEMORY = bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
-            except (OSError, AttributeError):
-                pass
-    return _KEPT_MEMORY
+                   bool(o["fuse_activations"]))
 
 
 def prepare_for_testing(model: nn.Module, speedups: EvalSpeedups) -> nn.Module:
@@ -131,7 +93,6 @@ class TrainSpeedups:
     fused_optimizer: bool
     compile: bool
     compile_cache: str | None
-    keep_memory: bool = True
 
 
 def backbone_type(model_cfg: Mapping) -> str:
@@ -153,8 +114,7 @@ def train_speedups(cfg: Mapping, model_cfg: Mapping, device: torch.device) -> Tr
         return value
 
     fused = choose("fused_optimizer") and device.type in ("cpu", "cuda")
-    return TrainSpeedups(choose("channels_last"), fused, bool(o["compile"]), o["compile_cache"],
-                         bool(o["keep_memory"]) and device.type == "cpu")
+    return TrainSpeedups(choose("channels_last"), fused, bool(o["compile"]), o["compile_cache"])
 
 
 def apply_channels_last(model: nn.Module) -> nn.Module:
@@ -180,6 +140,6 @@ def compile_step(step: nn.Module, cache: str | None, work_dir: Path) -> nn.Modul
 
 def describe(s: TrainSpeedups) -> str:
     on = [name for name, flag in (("channels-last 3D", s.channels_last), ("fused SGD/Adam", s.fused_optimizer),
-                                  ("torch.compile", s.compile), ("freed memory kept", s.keep_memory)) if flag]
+                                  ("torch.compile", s.compile)) if flag]
     return ", ".join(on) if on else "none"
 

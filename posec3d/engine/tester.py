@@ -17,7 +17,7 @@ from posec3d.engine import distributed as D
 from posec3d.engine.evaluation import check_evaluation_set, predict, require_finite_weights
 from posec3d.engine.loaders import build_dataset, build_eval_loader, check_fits_model, split_dataset_cfg
 from posec3d.engine.metrics import evaluate
-from posec3d.engine.speedups import EvalSpeedups, keep_freed_memory, prepare_for_testing
+from posec3d.engine.speedups import EvalSpeedups, prepare_for_testing
 from posec3d.errors import ConfigError
 from posec3d.files import atomic_write_bytes
 
@@ -76,8 +76,6 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     speedups = EvalSpeedups.from_config(cfg)
-    if speedups.keep_memory and dist.device.type == "cpu":
-        keep_freed_memory()
     # Loader workers start now and draw the first samples while the model loads and is folded.
     batches = loader.epoch(0)
     with _one_thread():

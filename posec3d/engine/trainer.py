@@ -33,7 +33,7 @@ from posec3d.engine.loaders import build_dataset, build_eval_loader, build_train
 from posec3d.engine.logging import MetricsLog
 from posec3d.engine.metrics import confusion_matrix, evaluate
 from posec3d.engine.schedule import LRSchedule
-from posec3d.engine.speedups import apply_channels_last, compile_step, describe, keep_freed_memory, train_speedups
+from posec3d.engine.speedups import apply_channels_last, compile_step, describe, train_speedups
 from posec3d.errors import CheckpointError, ConfigError, PoseC3DError
 
 
@@ -216,8 +216,6 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
                               "run on CPU); set sync_bn=False or norm_eval=True")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     speed = train_speedups(cfg, C.model_cfg(cfg), dist.device)
-    if speed.keep_memory:  # before the loader workers fork, so that they keep theirs too
-        keep_freed_memory()
     if speed.channels_last:
         apply_channels_last(model)  # before the optimizer, so its states take the same layout
     optimizer = build_optimizer(model, C.optimizer_cfg(cfg), fused=speed.fused_optimizer)

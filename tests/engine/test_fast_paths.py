@@ -84,10 +84,9 @@ def test_train_speedups_per_family_and_config_keys():
     for family, expected in (("ResNet3dSlowOnly", True), ("X3D", True), ("C3D", False)):
         s = train_speedups({}, {"backbone": {"type": family}}, cpu)
         assert s.channels_last is expected and not s.fused_optimizer and not s.compile
-    off = train_speedups({"train_speedups": {"channels_last": False, "fused_optimizer": True, "keep_memory": False}},
+    off = train_speedups({"train_speedups": {"channels_last": False, "fused_optimizer": True}},
                          {"backbone": {"type": "X3D"}}, cpu)
-    assert not off.channels_last and off.fused_optimizer and not off.keep_memory
-    assert s.keep_memory and not train_speedups({}, {"backbone": {"type": "X3D"}}, torch.device("meta")).keep_memory
+    assert not off.channels_last and off.fused_optimizer
     with pytest.raises(ConfigError, match="train_speedups"):
         train_speedups({"train_speedups": {"channel_last": True}}, {"backbone": {"type": "X3D"}}, cpu)
     with pytest.raises(ConfigError, match="True, False or 'auto'"):
@@ -119,38 +118,3 @@ def test_training_fast_path_matches_the_plain_one(msr_small, tmp_path):
         assert torch.allclose(v.float(), b[k].float(), atol=1e-5, rtol=1e-4), k
     changed = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k])]
     assert changed, "the two paths were the same path"
-
-
-KEEP_MEMORY_PROBE = """
-import numpy as np
-from posec3d.engine.speedups import keep_freed_memory
-
-def resident():
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * 4096
-
-def after_free():
-    a = np.ones(64 << 20, np.float32)  # 256 MB, every page touched
-    peak = resident()
-    del a
-    return (peak - resident()) / 2 ** 20  # MB handed back to the system
-
-before = after_free()
-kept = keep_freed_memory()
-print(before, kept, after_free(), keep_freed_memory())
-"""
-
-
-@pytest.mark.skipif(not Path("/proc/self/statm").exists() or __import__("platform").libc_ver()[0] != "glibc",
-                    reason="keep_freed_memory is a glibc setting; /proc shows its effect on Linux only")
-def test_keep_freed_memory_keeps_a_freed_volume_in_the_heap():
-    """In a fresh process (the setting is process-wide): a freed 256 MB array goes back to the
-    system by default, and stays in the heap for reuse once keep_freed_memory() ran."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", KEEP_MEMORY_PROBE], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)}).stdout.split()
-    returned_before, kept, returned_after, again = float(out[0]), out[1], float(out[2]), out[3]
-    assert returned_before > 200 and kept == "True" and again == "True"
-    assert returned_after < 16
