@@ -14,6 +14,9 @@ several passes over a 270 MB array per sample.
 """
 from __future__ import annotations
 
+import functools
+import sys
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -38,8 +41,12 @@ class Layout:
     """
 
     def __init__(self, shape_or_array: tuple[int, ...] | np.ndarray, plane: np.ndarray, h: int, w: int,
-                 mirror: np.ndarray | None = None):
-        """A new zero volume of the given shape, or an existing zero, C-contiguous float32 array."""
+                 mirror: np.ndarray | None = None, canvas: "CanvasPool | None" = None):
+        """A new zero volume of the given shape (from ``canvas`` when given), or an existing zero,
+        C-contiguous float32 array."""
+        self.written: list[np.ndarray] | None = None
+        if canvas is not None and not isinstance(shape_or_array, np.ndarray):
+            shape_or_array, self.written = canvas.take(tuple(shape_or_array))
         if isinstance(shape_or_array, np.ndarray):
             if not (shape_or_array.flags.c_contiguous and shape_or_array.dtype == np.float32):
                 raise ValueError("Layout needs a C-contiguous float32 array")
@@ -53,31 +60,20 @@ class Layout:
 
     @classmethod
     def frames(cls, t: int, c: int, h: int, w: int, flip_perm: np.ndarray | None = None,
-               out: np.ndarray | None = None) -> "Layout":
+               out: np.ndarray | None = None, canvas: "CanvasPool | None" = None) -> "Layout":
         """(T, C, H, W); with ``flip_perm`` (2T, C, H, W), the mirrored frames after the originals."""
-        size = h * w
-        plane = (np.arange(t)[:, None] * c + np.arange(c)) * size
-        mirror = None
-        if flip_perm is not None:
-            mirror = (t * c + np.arange(t)[:, None] * c + flip_perm[None, :]) * size
-        shape = ((2 if flip_perm is not None else 1) * t, c, h, w)
-        return cls(shape if out is None else out, plane, h, w, mirror)
+        perm = None if flip_perm is None else tuple(int(p) for p in flip_perm)
+        plane, mirror, shape = _frame_tables(t, c, h, w, perm)
+        return cls(shape if out is None else out, plane, h, w, mirror, canvas)
 
     @classmethod
     def views(cls, num_clips: int, clip_len: int, c: int, h: int, w: int,
-              flip_perm: np.ndarray | None = None, out: np.ndarray | None = None) -> "Layout":
+              flip_perm: np.ndarray | None = None, out: np.ndarray | None = None,
+              canvas: "CanvasPool | None" = None) -> "Layout":
         """(crops * clips, C, L, H, W), FormatShape('NCTHW_Heatmap')'s output, written directly."""
-        size = h * w
-        t = np.arange(num_clips * clip_len)
-        clip, step = t // clip_len, t % clip_len
-        plane = ((clip[:, None] * c + np.arange(c)) * clip_len + step[:, None]) * size
-        mirror = None
-        if flip_perm is not None:
-            mirror = num_clips * c * clip_len * size + (
-                (clip[:, None] * c + flip_perm[None, :]) * clip_len + step[:, None]) * size
-        crops = 2 if flip_perm is not None else 1
-        shape = (crops * num_clips, c, clip_len, h, w)
-        return cls(shape if out is None else out, plane, h, w, mirror)
+        perm = None if flip_perm is None else tuple(int(p) for p in flip_perm)
+        plane, mirror, shape = _view_tables(num_clips, clip_len, c, h, w, perm)
+        return cls(shape if out is None else out, plane, h, w, mirror, canvas)
 
     def scatter(self, planes: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray,
                 valid: np.ndarray, assign: bool = False) -> None:
@@ -95,10 +91,90 @@ class Layout:
             if cols is None:
                 cols = (self.w - 1) - xs  # the test-time flip reverses pixel columns
             idx = (table.reshape(-1)[planes][:, None, None] + rows + cols[:, None, :])[valid]
+            if self.written is not None:
+                self.written.append(idx)
             if assign:
                 self.flat[idx] = vals
             else:
                 self.flat[idx] = np.maximum(self.flat[idx], vals)
+
+
+# The plane offset tables depend only on the volume's geometry: made once per geometry (every
+# sample of a pipeline shares it), read-only so that no caller can change a shared table.
+@functools.lru_cache(maxsize=64)
+def _frame_tables(t: int, c: int, h: int, w: int, flip_perm: tuple[int, ...] | None):
+    size = h * w
+    plane = (np.arange(t)[:, None] * c + np.arange(c)) * size
+    mirror = None
+    if flip_perm is not None:
+        mirror = (t * c + np.arange(t)[:, None] * c + np.asarray(flip_perm)[None, :]) * size
+    shape = ((2 if flip_perm is not None else 1) * t, c, h, w)
+    return _read_only(plane), _read_only(mirror), shape
+
+
+@functools.lru_cache(maxsize=64)
+def _view_tables(num_clips: int, clip_len: int, c: int, h: int, w: int, flip_perm: tuple[int, ...] | None):
+    size = h * w
+    t = np.arange(num_clips * clip_len)
+    clip, step = t // clip_len, t % clip_len
+    plane = ((clip[:, None] * c + np.arange(c)) * clip_len + step[:, None]) * size
+    mirror = None
+    if flip_perm is not None:
+        mirror = num_clips * c * clip_len * size + (
+            (clip[:, None] * c + np.asarray(flip_perm)[None, :]) * clip_len + step[:, None]) * size
+    crops = 2 if flip_perm is not None else 1
+    return _read_only(plane), _read_only(mirror), (crops * num_clips, c, clip_len, h, w)
+
+
+def _read_only(a: np.ndarray | None) -> np.ndarray | None:
+    if a is not None:
+        a.flags.writeable = False
+    return a
+
+
+class CanvasPool:
+    """Zero float32 volumes for heatmaps, reused from one sample to the next.
+
+    A fresh volume costs its page faults: ~50 ms for the 267 MB NTU test volume (10 clips x flip,
+    64x64), several times the drawing itself, and a calloc-sized memset for training volumes. A
+    pooled volume is handed out again only when nothing but the pool refers to it any more (the
+    sample was copied into a batch, or dropped), and then only the cells its last sample wrote are
+    cleared, so it is all zeros again. This relies on what posec3d's pipelines do: after
+    `Layout.scatter` the volume is only read, wrapped (``torch.from_numpy``) or copied, never
+    written in place. Not pickled: a copied transform starts with an empty pool.
+    """
+
+    def __init__(self, max_bytes: int = 512 << 20):
+        self.max_bytes = max_bytes
+        self._volumes: list[np.ndarray] = []
+        self._written: list[list[np.ndarray]] = []
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A zero C-contiguous float32 volume of ``shape`` and the list its writes are recorded in."""
+        with self._lock:
+            for i in range(len(self._volumes)):
+                # Two references when free: the pool's list and getrefcount's own argument (no
+                # local name is bound to it before the check, which would count as a third).
+                if self._volumes[i].shape == shape and sys.getrefcount(self._volumes[i]) == 2:
+                    volume = self._volumes[i]
+                    flat = volume.reshape(-1)
+                    for idx in self._written[i]:
+                        flat[idx] = 0.0
+                    self._written[i] = []
+                    return volume, self._written[i]
+            volume = np.zeros(shape, np.float32)
+            written: list[np.ndarray] = []
+            if sum(v.nbytes for v in self._volumes) + volume.nbytes <= self.max_bytes:
+                self._volumes.append(volume)
+                self._written.append(written)
+            return volume, written
+
+    def __getstate__(self) -> dict:
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["max_bytes"])
 
 
 def _trunc_int(a: np.ndarray) -> np.ndarray:

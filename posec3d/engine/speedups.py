@@ -2,11 +2,12 @@
 
 Two optional config dicts of ours; every key turns one speed-up off (or on):
 
-    test_speedups = dict(fuse_bn=True, channels_last=True, inference_mode=True)
+    test_speedups = dict(fuse_bn=True, channels_last=True, inference_mode=True, fuse_activations=True)
     train_speedups = dict(channels_last='auto', fused_optimizer='auto', compile=False, compile_cache=None)
 
-Testing: BN folded into the convolutions, channels-last 3D weights and inputs, ``torch.inference_mode``,
-and the views of one sample (clips x flips) in one forward (``Recognizer3D.forward_test``). The scores
+Testing: BN folded into the convolutions, ReLUs and residual adds fused into them as oneDNN post-ops
+(``fuse_activations``, CPU), channels-last 3D weights and inputs, ``torch.inference_mode``, and the
+views of one sample (clips x flips) in one forward (``Recognizer3D.forward_test``). The scores
 equal the plain eval path's up to float rounding (< 1e-4, tested on the released SlowOnly checkpoint).
 
 Training: ``'auto'`` means what measurement on this project's CPU chose per model family
@@ -30,7 +31,7 @@ from torch import nn
 
 from posec3d.errors import ConfigError
 
-TEST_KEYS = {"fuse_bn": True, "channels_last": True, "inference_mode": True}
+TEST_KEYS = {"fuse_bn": True, "channels_last": True, "inference_mode": True, "fuse_activations": True}
 TRAIN_KEYS = {"channels_last": "auto", "fused_optimizer": "auto", "compile": False, "compile_cache": None}
 
 # Training-step speed-ups measured on this project's 2-core AVX-512 CPU (2 threads, batch 4, 17x48x56x56,
@@ -62,20 +63,24 @@ class EvalSpeedups:
     fuse_bn: bool = True
     channels_last: bool = True
     inference_mode: bool = True
+    fuse_activations: bool = True
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "EvalSpeedups":
         o = _options(cfg, "test_speedups", TEST_KEYS)
-        return cls(bool(o["fuse_bn"]), bool(o["channels_last"]), bool(o["inference_mode"]))
+        return cls(bool(o["fuse_bn"]), bool(o["channels_last"]), bool(o["inference_mode"]),
+                   bool(o["fuse_activations"]))
 
 
 def prepare_for_testing(model: nn.Module, speedups: EvalSpeedups) -> nn.Module:
     """The loaded model on its evaluation fast path (in place; inference only from here on)."""
-    from posec3d.models.fuse import fuse_conv_bn, to_channels_last
+    from posec3d.models.fuse import fuse_conv_activations, fuse_conv_bn, to_channels_last
 
     model.eval()
     if speedups.fuse_bn:
         fuse_conv_bn(model)
+        if speedups.fuse_activations:  # needs the folded BN: the post-ops follow the conv directly
+            fuse_conv_activations(model)
     # Only recognizers that convert their own inputs (Recognizer3D): RGBPose feeds two streams.
     if speedups.channels_last and hasattr(model, "channels_last"):
         to_channels_last(model)

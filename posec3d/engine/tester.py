@@ -1,6 +1,7 @@
 """``posec3d test``: multi-clip x flip evaluation of a checkpoint, scores in the pyskl dump format."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import pickle
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from posec3d.engine import config as C
 from posec3d.engine import distributed as D
@@ -74,16 +76,31 @@ def test(cfg: C.Config, checkpoint: str | os.PathLike, *, ann_file: str | None =
     loader = build_eval_loader(dataset, dist, batch_size or C.batch_size(cfg, "test"),
                                C.num_workers(cfg, "test") if num_workers is None else num_workers)
     speedups = EvalSpeedups.from_config(cfg)
-    model = build_model(C.model_cfg(cfg)).to(dist.device)
-    load_checkpoint(model, checkpoint, strict=True)  # before BN folding: the checkpoint has BN keys
-    require_finite_weights(model, checkpoint)
-    model = prepare_for_testing(model, speedups)
+    # Loader workers start now and draw the first samples while the model loads and is folded.
+    batches = loader.epoch(0)
+    with _one_thread():
+        model = build_model(C.model_cfg(cfg)).to(dist.device)
+        load_checkpoint(model, checkpoint, strict=True)  # before BN folding: the checkpoint has BN keys
+        require_finite_weights(model, checkpoint)
+        model = prepare_for_testing(model, speedups)
     if progress is not None:
         progress(advance=0, total=len(dataset))
     scores, labels = predict(model, loader, dist, batch_transform=batch_transform_for(cfg, "test", dist.device),
-                             progress=progress, amp=amp, inference_mode=speedups.inference_mode)
+                             progress=progress, amp=amp, inference_mode=speedups.inference_mode, batches=batches)
     metrics = evaluate(scores, labels) if (labels >= 0).all() else {"num_samples": int(len(labels))}
     return TestResult([row.astype(np.float32) for row in scores], labels, metrics)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Model set-up is hundreds of tiny tensor ops; with the loader workers just started beside
+    them, each multi-threaded one would wait for a second core (measured: 1.8 s wall for 0.3 s CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def dump_scores(path: str | os.PathLike, scores: list) -> None:

@@ -45,6 +45,8 @@ class Bottleneck3d(nn.Module):
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
         self.with_cp = with_cp
+        # Set by `fuse_conv_activations` (inference): conv3 adds the shortcut and applies the ReLU.
+        self.fused_residual = False
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -53,6 +55,9 @@ class Bottleneck3d(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_residual:
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.conv3.conv(self.conv2(self.conv1(x)), identity)
         if self.with_cp and x.requires_grad:
             out = checkpoint(self._residual, x, use_reentrant=False)
         else:

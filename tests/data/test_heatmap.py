@@ -226,3 +226,39 @@ def test_golden_kp_volume_from_batch_module(golden):
     np.testing.assert_allclose(got[0, 0].numpy(), want[:48].transpose(1, 0, 2, 3), atol=1e-6)
     np.testing.assert_allclose(got[0, 1].numpy(), want[48:].transpose(1, 0, 2, 3), atol=1e-6)
     assert math.isclose(float(got.max()), float(want.max()), abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("with_limb,double", [(False, True), (True, False)])
+def test_pooled_volumes_are_all_zero_again_for_the_next_sample(with_limb, double):
+    """GeneratePoseTarget reuses a volume once its sample is gone (CanvasPool): each later sample
+    must equal the per-pixel reference on its own, with nothing left over from the one before,
+    while a sample still held is never drawn over."""
+    from posec3d.data.transforms import GeneratePoseTarget
+
+    h, w, frames = 18, 20, 3
+    gpt = GeneratePoseTarget(sigma=SIGMA, eps=EPS, with_kp=not with_limb, with_limb=with_limb, double=double,
+                             skeletons=S.CONFIG_LIMBS if with_limb else None)
+    rng = np.random.default_rng(21)
+    poses = [random_pose(rng, persons, frames, h, w) for persons in (3, 1, 2, 1)]
+
+    def expected(kp, score):
+        maps = ref_limbs(kp, score, list(S.CONFIG_LIMBS), h, w) if with_limb else ref_joints(kp, score, h, w)
+        if not double:
+            return maps
+        left, right = ((S.DEFAULT_LEFT_LIMB, S.DEFAULT_RIGHT_LIMB) if with_limb
+                       else (S.COCO17_LEFT_KP, S.COCO17_RIGHT_KP))
+        return np.concatenate([maps, flip_heatmaps(maps, left, right)])
+
+    addresses = []
+    for kp, score in poses:  # each output dropped before the next sample: the volume is reused
+        got = gpt({"keypoint": kp, "keypoint_score": score, "img_shape": (h, w)})["imgs"]
+        np.testing.assert_allclose(got, expected(kp, score), rtol=0, atol=1e-5)
+        addresses.append(got.__array_interface__["data"][0])
+        del got
+    assert len(set(addresses)) == 1, "the volume was not reused"
+    held = gpt({"keypoint": poses[0][0], "keypoint_score": poses[0][1], "img_shape": (h, w)})["imgs"]
+    before = held.copy()
+    other = gpt({"keypoint": poses[1][0], "keypoint_score": poses[1][1], "img_shape": (h, w)})["imgs"]
+    assert other.__array_interface__["data"][0] != held.__array_interface__["data"][0]
+    np.testing.assert_array_equal(held, before)
+    np.testing.assert_allclose(other, expected(*poses[1]), rtol=0, atol=1e-5)

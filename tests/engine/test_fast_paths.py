@@ -66,6 +66,13 @@ def test_prepare_for_testing_folds_every_bn_and_goes_channels_last(slowonly_ckpt
     assert not any(isinstance(m, nn.BatchNorm3d) for m in model.modules())
     conv = model.backbone.conv1.conv
     assert conv.bias is not None and conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    from posec3d.models.fuse import ConvActivation
+
+    # ReLUs and residual adds run inside the convolutions (stem 1 + 13 bottlenecks x 3), unless turned off.
+    assert sum(isinstance(m, ConvActivation) for m in model.modules()) == (40 if torch.backends.mkldnn.is_available() else 0)
+    unfused = prepare_for_testing(build_model(cfg["model"]),
+                                  EvalSpeedups.from_config(load_config(SLOWONLY, ["test_speedups.fuse_activations=False"])))
+    assert not any(isinstance(m, ConvActivation) for m in unfused.modules())
     off = EvalSpeedups.from_config(load_config(SLOWONLY, PLAIN_TEST))
     plain = prepare_for_testing(build_model(cfg["model"]), off)
     # stem 1 + 13 bottlenecks x 3 + 3 downsample shortcuts

@@ -198,3 +198,67 @@ def test_rgbpose_training_forward_draws_two_random_numbers(golden_models, summar
                 m.eval()
         a, b = model(imgs, heat)["pose"], model(other, heat)["pose"]
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["slowonly_r50_ntu60_xsub_keypoint", "c3d_light_ntu60_xsub_joint",
+                                  "x3d_shallow_ntu60_xsub_joint"])
+def test_fused_activations_keep_outputs_over_calls_shapes_and_weight_changes(golden_models, summary, name):
+    """conv → ReLU and conv → + shortcut → ReLU as one oneDNN call (and, from the second call on, a
+    weight packed for oneDNN): the logits of the released checkpoints stay those of the plain
+    eval model for new input shapes, on the plain fallback (autograd on), and after weights change."""
+    from posec3d.models.fuse import ConvActivation, fuse_conv_activations, to_channels_last
+
+    model = load_golden_model(golden_models, summary, name).eval()
+    fast = to_channels_last(fuse_conv_activations(fuse_conv_bn(copy.deepcopy(model))))
+    fused = [m for m in fast.modules() if isinstance(m, ConvActivation)]
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN: fuse_conv_activations is a no-op here")
+    from posec3d.models.layers import ConvBnAct
+    from posec3d.models.slowonly import Bottleneck3d
+
+    # Every conv block with a ReLU is fused, and every bottleneck's tail (SlowOnly: 1 + 13 x 3).
+    assert fused and not any(isinstance(getattr(m, "relu", None), torch.nn.ReLU) for m in fast.modules()
+                             if isinstance(m, ConvBnAct))
+    assert all(b.fused_residual for b in fast.modules() if isinstance(b, Bottleneck3d))
+    assert len(fused) == 40 or not name.startswith("slowonly")
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(2, 17, 8, 32, 32), (2, 17, 8, 32, 32), (3, 17, 6, 24, 40), (2, 17, 8, 32, 32)]
+    with torch.inference_mode():
+        for shape in shapes:  # 1st call plain weights, then packed, then another shape, then back
+            x = torch.rand(shape, generator=gen)
+            torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
+    x = torch.rand(shapes[0], generator=gen)
+    with torch.enable_grad():  # autograd on: the plain conv → add → ReLU path, same values
+        torch.testing.assert_close(fast(x.requires_grad_()), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_fused_conv_follows_its_weight_after_packing():
+    """A packed weight is re-made when the conv weight changes in place or is replaced."""
+    import torch.nn.functional as F
+
+    from posec3d.models.fuse import ConvActivation
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN: ConvActivation runs the plain path only")
+    gen = torch.Generator().manual_seed(4)
+    conv = torch.nn.Conv3d(8, 16, (3, 1, 1), padding=(1, 0, 0)).eval()
+    fused = ConvActivation(conv, relu=True)
+    x = torch.randn(2, 8, 4, 6, 6, generator=gen)
+    shortcut = torch.randn(2, 16, 4, 6, 6, generator=gen)
+
+    def expected():
+        return F.relu(F.conv3d(x, conv.weight, conv.bias, padding=(1, 0, 0)))
+
+    with torch.inference_mode():
+        for _ in range(3):  # plain weight, then packed, then packed again
+            torch.testing.assert_close(fused(x), expected(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fused(x, shortcut),
+                                   F.relu(F.conv3d(x, conv.weight, conv.bias, padding=(1, 0, 0)) + shortcut),
+                                   atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        conv.weight.mul_(-1.5)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), expected(), atol=1e-5, rtol=1e-5)
+    conv.weight = torch.nn.Parameter(torch.randn(16, 8, 3, 1, 1, generator=gen))
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), expected(), atol=1e-5, rtol=1e-5)

@@ -30,7 +30,7 @@ def clip_indices(num_frames: int, clip_len: int, test_mode: bool, clip_idx: int,
         skips = np.zeros(length + 1, dtype=np.int64)
         skips[np.random.choice(length + 1, t - length, replace=False)] = 1
         return np.arange(length) + np.cumsum(skips)[:-1]
-    bounds = np.array([k * t // length for k in range(length + 1)])
+    bounds = np.arange(length + 1, dtype=np.int64) * t // length  # exact integer k*t//L
     return bounds[:-1] + np.random.randint(np.diff(bounds))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from posec3d.data import skeletons as layouts
-from posec3d.data.heatmap import EPS_MMACTION2, Layout, draw_joints, draw_limbs, flip_permutation
+from posec3d.data.heatmap import EPS_MMACTION2, CanvasPool, Layout, draw_joints, draw_limbs, flip_permutation
 from posec3d.errors import ConfigError
 from posec3d.registry import TRANSFORMS
 
@@ -37,6 +37,8 @@ class GeneratePoseTarget:
         self.eps = eps
         # Set by Compose when FormatShape('NCTHW_Heatmap') follows: write the final layout directly.
         self.format_views = False
+        # Volumes reused once the previous sample is gone (see CanvasPool): no page faults per sample.
+        self.canvas = CanvasPool()
 
     def canvas_shape(self, img_shape) -> tuple[int, int]:
         h, w = img_shape
@@ -77,9 +79,9 @@ class GeneratePoseTarget:
         self._check_layout(kp.shape[2], channels, left, right)
         perm = flip_permutation(channels, left, right) if self.double else None
         if views is None:
-            layout = Layout.frames(kp.shape[1], channels, h, w, perm)
+            layout = Layout.frames(kp.shape[1], channels, h, w, perm, canvas=self.canvas)
         else:
-            layout = Layout.views(views[0], views[1], channels, h, w, perm)
+            layout = Layout.views(views[0], views[1], channels, h, w, perm, canvas=self.canvas)
         if self.with_kp:
             draw_joints(layout, kp, score, self.sigma, self.eps)
         else:
