@@ -138,6 +138,9 @@ def posec3d_worker() -> None:
         cfg = load_config(POSEC3D_CONFIG, [f"{inner}.ann_file={task['ann_file']}", f"{inner}.split={task['split']}",
                                            "data.train.times=1"])
         dataset = build_dataset(split_dataset_cfg(cfg, split), str(POSEC3D_CONFIG), test_mode=split == "test")
+        from posec3d.data.dataset import reuse_heatmap_volumes
+
+        reuse_heatmap_volumes(dataset)  # as the loaders of `test` and `train` do
         dataset[0]
         start, cpu = time.perf_counter(), time.process_time()
         for i in range(len(dataset)):

@@ -204,3 +204,21 @@ class WithOutliers(Dataset):
         label = out["label"]
         out["label"] = torch.full_like(label, -1) if isinstance(label, torch.Tensor) else -1
         return out
+
+
+def reuse_heatmap_volumes(dataset: Dataset) -> bool:
+    """Turn on heatmap volume reuse (``Compose.reuse_heatmap_volumes``) in every pipeline of
+    ``dataset`` and the datasets it wraps; True if any pipeline takes it.
+
+    Only for a consumer that copies each sample and drops it unwritten, like the engine's loaders
+    (their collate stacks samples into a new batch tensor)."""
+    enabled = False
+    pipeline = getattr(dataset, "pipeline", None)
+    if isinstance(pipeline, Compose):
+        enabled = pipeline.reuse_heatmap_volumes()
+    inner = [getattr(dataset, name, None) for name in ("dataset", "inliers", "outliers")]
+    inner += list(getattr(dataset, "datasets", None) or [])
+    for d in inner:
+        if isinstance(d, Dataset):
+            enabled = reuse_heatmap_volumes(d) or enabled
+    return enabled

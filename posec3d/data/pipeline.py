@@ -43,6 +43,25 @@ class Compose:
                     and fmt.input_format == "NCTHW_Heatmap":
                 gen.format_views = True
 
+    def reuse_heatmap_volumes(self) -> bool:
+        """Let every GeneratePoseTarget reuse its volumes (``heatmap.CanvasPool``) when only
+        transforms that never write into them follow it; True if any does.
+
+        For whoever consumes the samples and drops them without writing into them: the engine's
+        data loaders, whose collate copies each sample into the batch. A sample handed to user code
+        must not be pooled: a volume edited in place there would leave stale values in the next."""
+        from posec3d.data.heatmap import CanvasPool
+        from posec3d.data.transforms import Collect, FormatShape, GeneratePoseTarget, PackActionInputs, ToTensor
+
+        read_only = (FormatShape, Collect, ToTensor, PackActionInputs)  # views, copies or wraps
+        enabled = False
+        for i, gen in enumerate(self.transforms):
+            if isinstance(gen, GeneratePoseTarget) and all(type(t) in read_only for t in self.transforms[i + 1:]):
+                if gen.canvas is None:
+                    gen.canvas = CanvasPool()
+                enabled = True
+        return enabled
+
     def __call__(self, results: dict) -> Any:
         for t in self.transforms:
             results = t(results)

@@ -152,6 +152,9 @@ def build_train_loader(cfg: C.Config, dataset: Dataset, dist: DistInfo, seed: in
     sampler = TrainSampler(len(dataset), seed=seed, rank=dist.rank, world_size=dist.world_size,
                            labels=labels, class_prob=prob, times=times)
     seeder = WorkerSeeder(seed, dist.rank, loader_cfg.num_workers)
+    from posec3d.data.dataset import reuse_heatmap_volumes
+
+    reuse_heatmap_volumes(dataset)  # safe here: the default collate copies every sample into the batch
     loader = DataLoader(dataset, batch_size=loader_cfg.batch_size, sampler=sampler,
                         num_workers=loader_cfg.num_workers, worker_init_fn=seeder,
                         pin_memory=dist.device.type == "cuda", drop_last=False,
@@ -162,6 +165,9 @@ def build_train_loader(cfg: C.Config, dataset: Dataset, dist: DistInfo, seed: in
 
 def build_eval_loader(dataset: Dataset, dist: DistInfo, batch_size: int, num_workers: int) -> Loader:
     sampler = EvalSampler(len(dataset), dist.rank, dist.world_size)
+    from posec3d.data.dataset import reuse_heatmap_volumes
+
+    reuse_heatmap_volumes(dataset)  # safe here: the default collate copies every sample into the batch
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                         pin_memory=dist.device.type == "cuda")
     return Loader(loader, sampler, None, dataset)

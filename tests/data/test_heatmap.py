@@ -236,8 +236,11 @@ def test_pooled_volumes_are_all_zero_again_for_the_next_sample(with_limb, double
     from posec3d.data.transforms import GeneratePoseTarget
 
     h, w, frames = 18, 20, 3
+    from posec3d.data.heatmap import CanvasPool
+
     gpt = GeneratePoseTarget(sigma=SIGMA, eps=EPS, with_kp=not with_limb, with_limb=with_limb, double=double,
                              skeletons=S.CONFIG_LIMBS if with_limb else None)
+    gpt.canvas = CanvasPool()  # what Compose.reuse_heatmap_volumes does for the engine's loaders
     rng = np.random.default_rng(21)
     poses = [random_pose(rng, persons, frames, h, w) for persons in (3, 1, 2, 1)]
 
@@ -262,3 +265,55 @@ def test_pooled_volumes_are_all_zero_again_for_the_next_sample(with_limb, double
     assert other.__array_interface__["data"][0] != held.__array_interface__["data"][0]
     np.testing.assert_array_equal(held, before)
     np.testing.assert_allclose(other, expected(*poses[1]), rtol=0, atol=1e-5)
+
+
+def test_volumes_are_pooled_only_where_nothing_writes_into_them_later():
+    """Off by default (a sample handed to user code may be edited in place); a pipeline turns it on
+    only when every step after GeneratePoseTarget leaves the volume alone; the engine's loaders do."""
+    from posec3d.data.pipeline import Compose
+
+    gen = dict(type="GeneratePoseTarget", sigma=SIGMA, with_kp=True, with_limb=False)
+    sample = {"keypoint": np.full((1, 2, 17, 2), 5.0, np.float32), "keypoint_score": np.ones((1, 2, 17), np.float32),
+              "img_shape": (12, 12), "num_clips": 1, "clip_len": 2, "label": 0}
+    plain = Compose([gen, dict(type="FormatShape", input_format="NCTHW_Heatmap"),
+                     dict(type="PackActionInputs")])
+    assert plain.transforms[0].canvas is None
+    assert plain.reuse_heatmap_volumes() and plain.transforms[0].canvas is not None
+
+    class Centre:  # a user's step that writes into the volume (normalises in place)
+        def __call__(self, results):
+            results["imgs"] -= 0.5
+            return results
+
+    custom = Compose([gen, Centre(), dict(type="FormatShape", input_format="NCTHW_Heatmap")])
+    assert not custom.reuse_heatmap_volumes() and custom.transforms[0].canvas is None
+    first = custom(dict(sample))["imgs"].copy()
+    np.testing.assert_array_equal(custom(dict(sample))["imgs"], first)
+    # Why: pooled anyway, the shifted cells outside the next sample's writes would stay behind.
+    from posec3d.data.heatmap import CanvasPool
+
+    custom.transforms[0].canvas = CanvasPool()
+    custom(dict(sample))
+    shifted = dict(sample, keypoint=sample["keypoint"] + 4)
+    stale = custom(dict(shifted))["imgs"].copy()
+    custom.transforms[0].canvas = None
+    assert not np.array_equal(stale, custom(dict(shifted))["imgs"])
+
+
+def test_the_engine_loaders_pool_their_datasets_volumes(tmp_path):
+    from posec3d.data.dataset import PoseDataset, RepeatDataset, reuse_heatmap_volumes
+    from posec3d.data.pipeline import Compose
+
+    ann = tmp_path / "a.pkl"
+    import pickle
+    kp = np.full((1, 4, 17, 2), 5.0, np.float32)
+    ann.write_bytes(pickle.dumps([{"frame_dir": "x", "label": 0, "total_frames": 4, "img_shape": (12, 12),
+                                   "original_shape": (12, 12), "keypoint": kp,
+                                   "keypoint_score": np.ones((1, 4, 17), np.float32)}]))
+    pipeline = [dict(type="UniformSampleFrames", clip_len=4), dict(type="PoseDecode"),
+                dict(type="GeneratePoseTarget", sigma=SIGMA), dict(type="FormatShape", input_format="NCTHW_Heatmap"),
+                dict(type="PackActionInputs")]
+    ds = RepeatDataset(PoseDataset(str(ann), pipeline), times=2)
+    assert ds.dataset.pipeline.transforms[2].canvas is None
+    assert reuse_heatmap_volumes(ds)
+    assert isinstance(ds.dataset.pipeline, Compose) and ds.dataset.pipeline.transforms[2].canvas is not None

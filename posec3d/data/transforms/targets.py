@@ -37,8 +37,10 @@ class GeneratePoseTarget:
         self.eps = eps
         # Set by Compose when FormatShape('NCTHW_Heatmap') follows: write the final layout directly.
         self.format_views = False
-        # Volumes reused once the previous sample is gone (see CanvasPool): no page faults per sample.
-        self.canvas = CanvasPool()
+        # Volumes reused once the previous sample is gone (see CanvasPool): no page faults per
+        # sample. Off unless the owner of the samples turns it on (`Compose.reuse_heatmap_volumes`):
+        # it is only safe when nothing writes into a volume after this transform.
+        self.canvas: CanvasPool | None = None
 
     def canvas_shape(self, img_shape) -> tuple[int, int]:
         h, w = img_shape
