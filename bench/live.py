@@ -77,12 +77,8 @@ def main() -> None:
         values = [r[key] for r in items if r[key] is not None]
         return round(statistics.median(values), 3) if values else None
 
-    from posec3d.stream.live import live_estimator, pose_workers_for
-
-    probe = live_estimator()
-    workers = pose_workers_for(probe.frame_independent, args.pose_workers)
-    probe.close()
-    result: dict = {"rounds": args.rounds, "writes_mp4": not args.no_out, "pose_workers": workers}
+    result: dict = {"rounds": args.rounds, "writes_mp4": not args.no_out,
+                    "pose_workers": runs[next(iter(CASES))]["no_realtime"][0]["pose_workers"]}
     for name, r in runs.items():
         fast, paced = r["no_realtime"], r["paced"]
         result[name] = {

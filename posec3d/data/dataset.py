@@ -216,9 +216,7 @@ def reuse_heatmap_volumes(dataset: Dataset) -> bool:
     pipeline = getattr(dataset, "pipeline", None)
     if isinstance(pipeline, Compose):
         enabled = pipeline.reuse_heatmap_volumes()
-    inner = [getattr(dataset, name, None) for name in ("dataset", "inliers", "outliers")]
-    inner += list(getattr(dataset, "datasets", None) or [])
-    for d in inner:
+    for d in (getattr(dataset, name, None) for name in ("dataset", "inliers", "outliers")):
         if isinstance(d, Dataset):
             enabled = reuse_heatmap_volumes(d) or enabled
     return enabled

@@ -147,9 +147,7 @@ def with_outliers(cfg: C.Config, train_set, outliers: C.Config):
         raise ConfigError(f"{C._where(cfg)}: outliers and class_prob cannot be combined (outliers have no class)")
     check_fits_model(cfg, train_set)  # the loader's own check sees only the joined set's labels
     ds = split_dataset_cfg(cfg, "train", ann_file=outliers.ann_file, pipeline=loader_pipeline(cfg, "train"))
-    inner = ds
-    while inner.get("type") == "RepeatDataset":
-        inner = inner["dataset"]
+    inner, _ = C.unwrap_dataset(ds)  # the nested dict itself, edited in place
     inner["split"] = outliers.split  # None: every sample of the file
     return WithOutliers(train_set, build_dataset(ds, f"{C._where(cfg)}: outliers"))
 

@@ -79,12 +79,6 @@ class FramePoses:
     frame_size: tuple[int, int]  # (w, h) original pixels
 
 
-def _original_size(rgb: np.ndarray, original_size) -> tuple[int, int]:
-    if original_size is not None:
-        return int(original_size[0]), int(original_size[1])
-    return int(rgb.shape[1]), int(rgb.shape[0])
-
-
 @dataclass
 class _Entry:
     frame: int
@@ -184,10 +178,10 @@ class StreamRecognizer:
         Touches no state of this object, so several frames may be estimated at once, each with its
         own ``estimator`` (``run_live`` does, when the estimator is frame-independent)."""
         started = time.perf_counter()
-        pose_rgb, scale = self._pose_frame(rgb, original_size)
+        pose_rgb, scale, frame_size = self._pose_frame(rgb, original_size)
         keypoints, scores, boxes = (estimator or self.estimator)(pose_rgb)
         return FramePoses(keypoints * scale, scores, boxes * np.tile(scale, 2),
-                          (time.perf_counter() - started) * 1000, _original_size(rgb, original_size))
+                          (time.perf_counter() - started) * 1000, frame_size)
 
     def push_poses(self, found: "FramePoses", t: float, *, frame_index: Optional[int] = None,
                    received: Optional[float] = None, block: bool = True) -> StreamOutput:
@@ -277,7 +271,8 @@ class StreamRecognizer:
                 "original_shape": (h, w)}
 
     # ------------------------------------------------------------------------------------------
-    def _pose_frame(self, rgb: np.ndarray, original_size) -> tuple[np.ndarray, np.ndarray]:
+    def _pose_frame(self, rgb: np.ndarray, original_size) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """The frame for the estimator, the scale back to original pixels, and the original (w, h)."""
         h, w = rgb.shape[:2]
         if original_size is not None:
             ow, oh = int(original_size[0]), int(original_size[1])
@@ -290,7 +285,7 @@ class StreamRecognizer:
 
                 w, h = scaled_size(ow, oh, POSE_SHORT_SIDE)
                 rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
-        return np.ascontiguousarray(rgb), np.array([ow / w, oh / h], np.float32)
+        return np.ascontiguousarray(rgb), np.array([ow / w, oh / h], np.float32), (ow, oh)
 
     def _frame_of(self, pushed: int) -> int:
         """Source frame index of the ``pushed``-th frame, when it is still in the ring."""

@@ -14,6 +14,7 @@ every way out finalises the MP4 and closes the JSONL with an ``end`` event.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -49,6 +50,7 @@ class LiveSummary:
     processed: int = 0              # through the pose step
     dropped: int = 0                # decoded but skipped to keep up
     shown: int = 0                  # drawn frames put on the screen (--display)
+    pose_workers: int = 1           # frames estimated at once
     wall_s: float = 0.0
     frame_latency_ms: list = field(default_factory=list)
     label_latency_ms: list = field(default_factory=list)
@@ -70,7 +72,7 @@ class LiveSummary:
     def to_dict(self) -> dict:
         return {"source": self.source, "reason": self.reason, "frames": self.frames, "processed": self.processed,
                 "dropped": self.dropped, "dropped_frac": round(self.dropped_frac, 4), "shown": self.shown,
-                "fps": round(self.fps, 2),
+                "pose_workers": self.pose_workers, "fps": round(self.fps, 2),
                 "wall_s": round(self.wall_s, 2),
                 "frame_latency_ms_p50": _percentile(self.frame_latency_ms, 50),
                 "frame_latency_ms_p95": _percentile(self.frame_latency_ms, 95),
@@ -100,14 +102,14 @@ def live_estimator(pose_model=None, max_persons: int = 2):
 
 
 def pose_workers_for(estimator_is_frame_independent: bool, requested: Optional[int] = None) -> int:
-    """How many frames are estimated at once: ``requested``, else one per core (at most 2) when the
-    estimator keeps no state between frames. MediaPipe runs one inference on one core (~30 ms a
-    frame), so on two cores two instances on consecutive frames nearly double the frame rate."""
-    if requested is not None:
-        if requested < 1:
-            raise ValueError(f"pose workers must be >= 1, got {requested}")
-        return requested if estimator_is_frame_independent else 1
-    return min(2, os.cpu_count() or 1) if estimator_is_frame_independent else 1
+    """How many frames are estimated at once: one for an estimator that keeps state between frames,
+    else ``requested``, else one per core (at most 2). MediaPipe runs one inference on one core
+    (~30 ms a frame), so on two cores two instances on consecutive frames nearly double the rate."""
+    if requested is not None and requested < 1:
+        raise ValueError(f"pose workers must be >= 1, got {requested}")
+    if not estimator_is_frame_independent:
+        return 1
+    return requested or min(2, os.cpu_count() or 1)
 
 
 class _PosePool:
@@ -264,16 +266,8 @@ class _Decoder(threading.Thread):
                 except queue.Full:
                     continue
             return False
-        while True:
-            try:
-                self.frames.put_nowait(frame)
-                return True
-            except queue.Full:
-                try:  # keep the newest: drop the oldest waiting frame
-                    self.frames.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+        self.dropped += _put_newest(self.frames, frame)
+        return True
 
     def run(self) -> None:
         try:
@@ -379,7 +373,7 @@ class _Renderer(threading.Thread):
     def run(self) -> None:
         ended = False  # the producer's end marker was taken: finalising can fail after it (a full disk)
         try:
-            with (self.writer if self.writer is not None else _no_writer()) as w:
+            with self.writer if self.writer is not None else contextlib.nullcontext() as w:
                 first = None
                 while True:
                     item = self.frames.get()
@@ -400,23 +394,17 @@ class _Renderer(threading.Thread):
                 pass
 
 
-class _no_writer:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-def _put_newest(q: "queue.Queue", item) -> None:
-    """Put into a bounded queue, dropping the oldest waiting item when it is full."""
+def _put_newest(q: "queue.Queue", item) -> int:
+    """Put into a bounded queue, dropping the oldest waiting items while it is full; how many."""
+    dropped = 0
     while True:
         try:
             q.put_nowait(item)
-            return
+            return dropped
         except queue.Full:
             try:
                 q.get_nowait()
+                dropped += 1
             except queue.Empty:
                 pass
 
@@ -515,11 +503,12 @@ def run_live(source, recognizer, *, out: Optional[Path] = None, jsonl: Optional[
         stream = StreamRecognizer(recognizer, estimator=estimators[0], window=window, stride=stride,
                                   max_persons=max_persons, unknown_threshold=unknown_threshold, asynchronous=True)
         pool = _PosePool(stream, estimators, decoder.frames, stop)
+        summary.pose_workers = pool.size
         fps = decoder.fps or 25.0
         log.write({"event": "start", "source": source, "kind": kind, "realtime": realtime, "fps": round(fps, 3),
                    "size": list(decoder.size) if decoder.size else None, "window": stream.window,
                    "stride": stream.stride, "unknown_threshold": stream.unknown_threshold,
-                   "pose_workers": pool.size})
+                   "pose_workers": summary.pose_workers})
         if out is not None or screen is not None:
             renderer = _Renderer(stream, Path(out) if out is not None else None, fps, decoder.size,
                                  summary.frame_latency_ms, display=screen is not None)
