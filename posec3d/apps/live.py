@@ -24,7 +24,7 @@ def live(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint matching --config."),
     label_map: Optional[Path] = typer.Option(None, "--label-map", help="Class names, one per line."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Annotated MP4 of the run."),
-    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Events, one JSON object per line, as they happen."),
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Events, one JSON object per line, as they happen (appended to an existing file)."),
     display: bool = typer.Option(True, "--display/--no-display", help="Show the annotated picture in a window."),
     window: Optional[int] = typer.Option(None, "--window", min=1, help="Frames per person window "
                                          "(default: 3 model clips)."),

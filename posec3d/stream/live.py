@@ -199,7 +199,8 @@ class _EventLog:
     """JSONL events, one object per line, flushed as they happen.
 
     Not an atomic write on purpose: the log is read while it grows (``tail -f``) and what was
-    written before a crash must stay; every line is complete when flushed."""
+    written before a crash must stay; every line is complete when flushed. An existing file is
+    appended to, never truncated: each run begins with its own ``start`` event."""
 
     def __init__(self, path: Optional[Path], on_event: Optional[Callable[[dict], None]]) -> None:
         self.on_event = on_event
@@ -207,7 +208,9 @@ class _EventLog:
         if path is not None:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            if self._f.tell() and not _ends_with_newline(path):
+                self._f.write("\n")  # a run killed mid-line must not glue its tail to our first event
 
     def write(self, event: dict) -> None:
         if self._f is not None:
@@ -222,6 +225,12 @@ class _EventLog:
             os.fsync(self._f.fileno())
             self._f.close()
             self._f = None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 class _Decoder(threading.Thread):

@@ -232,3 +232,23 @@ def test_live_without_a_display_goes_on_without_one(data_dir, tmp_path):
     assert "no display (DISPLAY is not set): running with --no-display" in proc.stderr
     end = _events(events_path)[-1]
     assert end["reason"] == "end of stream" and end["processed"] == 12 and end["shown"] == 0
+
+
+def test_event_log_appends_to_an_existing_file_and_mends_a_cut_line(tmp_path):
+    """A second run's events follow the first run's; a line cut by a killed run is not glued to ours."""
+    from posec3d.stream.live import _EventLog
+
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event": "start", "run": 1}\n{"event": "end", "run": 1}\n{"event": "win')
+    seen = []
+    log = _EventLog(path, seen.append)
+    log.write({"event": "start", "run": 2})
+    log.close()
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ['{"event": "start", "run": 1}', '{"event": "end", "run": 1}']
+    assert lines[2] == '{"event": "win' and json.loads(lines[3]) == {"event": "start", "run": 2}
+    assert seen == [{"event": "start", "run": 2}]
+    log = _EventLog(path, None)  # ends with a newline now: nothing is added before the next event
+    log.write({"event": "start", "run": 3})
+    log.close()
+    assert [json.loads(x)["run"] for x in path.read_text().splitlines()[3:]] == [2, 3]
