@@ -211,6 +211,39 @@ def test_pyskl_p_interval_samples_inside_a_sub_window():
     assert inds.min() >= off and inds.max() < off + 50 and (np.diff(inds) > 0).all()
 
 
+@pytest.mark.parametrize("seeding,total", [("pyskl", 100), ("mmaction2", 100), ("pyskl", 30), ("mmaction2", 7)])
+def test_seeded_test_sampling_leaves_the_global_rng_alone(seeding, total):
+    """Test-mode draws equal the codebases' reseed-the-global-RNG replay, and the caller's global
+    stream goes on where it was (100 frames: one draw per segment; 30: the skip path; 7: short)."""
+    u = TRANSFORMS.build(dict(type="UniformSampleFrames", clip_len=16, num_clips=3, seed=7, seeding=seeding,
+                              test_mode=True if seeding == "mmaction2" else None))
+    np.random.seed(123)
+    expected_next = np.random.RandomState(123).rand(4)
+    inds = u(dict(total_frames=total, start_index=0, test_mode=True))["frame_inds"]
+    assert np.array_equal(np.random.rand(4), expected_next)
+    # The legacy behaviour, replayed by hand: reseed the global RNG, then the same calls.
+    np.random.seed(7)
+    replay = []
+    for i in range(3):
+        if seeding == "pyskl":
+            sub = int(np.random.rand() * 0 + 1 * total)
+            off = np.random.randint(total - sub + 1)
+        else:
+            sub, off = total, 0
+        if sub < 16:
+            start = i if sub < 3 else i * sub // 3
+            clip = np.arange(start, start + 16)
+        elif sub < 32:
+            skips = np.zeros(17, dtype=np.int64)
+            skips[np.random.choice(17, sub - 16, replace=False)] = 1
+            clip = np.arange(16) + np.cumsum(skips)[:-1]
+        else:
+            bounds = np.arange(17, dtype=np.int64) * sub // 16
+            clip = bounds[:-1] + np.random.randint(np.diff(bounds))
+        replay.append(clip + off)
+    assert np.array_equal(inds, np.mod(np.concatenate(replay), total))
+
+
 def test_format_shape_rgb_and_heatmap_imgs_and_packing():
     frames = [np.full((4, 6, 3), i, np.uint8) for i in range(2 * 3)]  # 2 clips x 3 frames
     heat = np.arange(2 * 12 * 17 * 2 * 2, dtype=np.float32).reshape(2 * 12, 17, 2, 2)  # 2 clips x 12

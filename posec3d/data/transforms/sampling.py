@@ -12,26 +12,27 @@ def _sample_name(results: dict) -> str:
 
 
 def clip_indices(num_frames: int, clip_len: int, test_mode: bool, clip_idx: int,
-                 num_clips: int) -> np.ndarray:
-    """Frame indices of one clip (before wrapping mod T), drawing from numpy's global RNG.
+                 num_clips: int, rng=np.random) -> np.ndarray:
+    """Frame indices of one clip (before wrapping mod T), drawing from ``rng``.
 
-    The exact calls (and their order) are part of the contract: seeded test sampling must give the
-    same indices as pyskl / mmaction2.
+    ``rng`` is numpy's legacy global RNG (the module) or a ``RandomState``: the exact calls (and
+    their order) are part of the contract: seeded test sampling must give the same indices as
+    pyskl / mmaction2.
     """
     t, length = num_frames, clip_len
     if t < length:
         if test_mode:
             start = clip_idx if t < num_clips else clip_idx * t // num_clips
         else:
-            start = np.random.randint(0, t)
+            start = rng.randint(0, t)
         return np.arange(start, start + length)
     if t < 2 * length:
         # Spread T-L one-frame skips over the L+1 gaps between consecutive frames.
         skips = np.zeros(length + 1, dtype=np.int64)
-        skips[np.random.choice(length + 1, t - length, replace=False)] = 1
+        skips[rng.choice(length + 1, t - length, replace=False)] = 1
         return np.arange(length) + np.cumsum(skips)[:-1]
     bounds = np.arange(length + 1, dtype=np.int64) * t // length  # exact integer k*t//L
-    return bounds[:-1] + np.random.randint(np.diff(bounds))
+    return bounds[:-1] + rng.randint(np.diff(bounds))
 
 
 @TRANSFORMS.register("UniformSample")  # pyskl's GCN configs spell it so
@@ -67,6 +68,7 @@ class UniformSampleFrames:
         self.test_mode = test_mode
         self.seeding = seeding
         self.out_of_bound_opt = out_of_bound_opt
+        self._test_rng = np.random.RandomState()
 
     def _is_test(self, results: dict) -> bool:
         if self.seeding == "mmaction2" or self.test_mode is not None:
@@ -75,20 +77,26 @@ class UniformSampleFrames:
 
     def sample(self, num_frames: int, test_mode: bool) -> np.ndarray:
         """All clips' indices concatenated, wrapped into 0..T-1."""
+        rng = np.random  # training draws from the global stream the loader's workers seed
         if test_mode:
-            np.random.seed(self.seed)  # the legacy global RNG, once per sample (both codebases)
+            # Both codebases reseed numpy's global RNG with `seed` for every test sample. A private
+            # RandomState reseeded the same way draws the identical stream without resetting the
+            # caller's global RNG (a training loop that validates in-process would otherwise replay
+            # the same augmentations after every validation).
+            rng = self._test_rng
+            rng.seed(self.seed)
         clips = []
         for i in range(self.num_clips):
             if self.seeding == "pyskl":
                 # pyskl samples inside a random sub-window; with p_interval=1 the window is the whole
                 # video, but the rand() (and a no-op randint(1)) still advance the stream.
                 lo, hi = self.p_interval
-                ratio = np.random.rand() * (hi - lo) + lo
+                ratio = rng.rand() * (hi - lo) + lo
                 sub = int(ratio * num_frames)
-                off = np.random.randint(num_frames - sub + 1)
-                clips.append(clip_indices(sub, self.clip_len, test_mode, i, self.num_clips) + off)
+                off = rng.randint(num_frames - sub + 1)
+                clips.append(clip_indices(sub, self.clip_len, test_mode, i, self.num_clips, rng) + off)
             else:
-                clips.append(clip_indices(num_frames, self.clip_len, test_mode, i, self.num_clips))
+                clips.append(clip_indices(num_frames, self.clip_len, test_mode, i, self.num_clips, rng))
         inds = np.concatenate(clips)
         if self.out_of_bound_opt == "loop":
             return np.mod(inds, num_frames)
