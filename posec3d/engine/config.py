@@ -101,12 +101,31 @@ def load_config(path: str | os.PathLike, cfg_options: Mapping[str, Any] | Iterab
     given on the command line (values parsed as Python literals, ``true``/``false``/``none``,
     or comma-separated lists).
     """
-    path = Path(path)
+    path = _packaged_if_missing(Path(path))
     cfg = Config(_load_file(path, chain=()))
     cfg["_filename"] = str(path)
     if cfg_options:
         apply_options(cfg, cfg_options, source=str(path))
     return cfg
+
+
+# An installed wheel carries the repository's configs/ as posec3d/configs (see setup.py); an
+# editable install has them next to the package.
+_PACKAGE = Path(__file__).resolve().parents[1]
+PACKAGED_CONFIGS = (_PACKAGE / "configs",) + (
+    (_PACKAGE.parent / "configs",) if (_PACKAGE.parent / "pyproject.toml").is_file() else ())
+
+
+def _packaged_if_missing(path: Path) -> Path:
+    """``configs/...`` as the README writes it works from any folder: a path that does not exist
+    and starts with ``configs`` is looked up in the installed package's copy."""
+    if path.exists() or not path.parts or path.parts[0] != "configs":
+        return path
+    for root in PACKAGED_CONFIGS:
+        packaged = root.joinpath(*path.parts[1:])
+        if packaged.is_file():
+            return packaged
+    return path
 
 
 def _load_file(path: Path, chain: tuple[Path, ...]) -> dict:

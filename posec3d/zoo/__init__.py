@@ -101,8 +101,8 @@ def resolve_model(name: str | None = None) -> BundledModel:
         raise CheckpointError(f"model {name!r} is not downloaded ({checkpoint} is missing); "
                               f"run: posec3d download {name}")
     if not entry.config.is_file():
-        raise ConfigError(f"model {name!r}: its config {entry.config} is missing (the configs/ folder comes "
-                          "with a source checkout of posec3d)")
+        raise ConfigError(f"model {name!r}: its config {entry.config} is missing (posec3d ships configs/ "
+                          "in its wheel and its source checkout: this installation is incomplete)")
     if entry.label_map is not None and not entry.label_map.is_file():
         raise ConfigError(f"model {name!r}: its label map {entry.label_map} is missing")
     return BundledModel(name=name, config=entry.config, checkpoint=checkpoint, label_map=entry.label_map,

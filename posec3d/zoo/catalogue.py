@@ -24,8 +24,11 @@ from posec3d.errors import ConfigError
 
 CATALOGUE = Path(__file__).resolve().parent / "released.json"
 LABEL_MAPS = Path(__file__).resolve().parent / "label_maps"
-# configs/ sits next to the package in a source checkout (and in the editable install).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# An installed wheel carries configs/ inside the package (setup.py copies it there); a source
+# checkout and an editable install have it next to the package. Entries name "configs/...".
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_DIR.parent
+CONFIG_BASE = PACKAGE_DIR if (PACKAGE_DIR / "configs").is_dir() else REPO_ROOT
 USER_CATALOGUE_ENV = "POSEC3D_MODELS"
 HOME_ENV = "POSEC3D_HOME"
 
@@ -91,7 +94,7 @@ def _entry(raw: dict, source_file: Path, user: bool) -> ReleasedModel:
     missing = [k for k in REQUIRED_FIELDS if not raw.get(k)]
     if missing:
         raise ConfigError(f"{source_file}: model entry {raw.get('name', '?')!r} lacks {', '.join(missing)}")
-    base = source_file.parent if user else REPO_ROOT
+    base = source_file.parent if user else CONFIG_BASE
     label_map = raw.get("label_map")
     if label_map:
         label_map = (base / label_map) if user else LABEL_MAPS / label_map
