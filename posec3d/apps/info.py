@@ -67,6 +67,8 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
+    from posec3d.apps.tables import add_plain_row
+
     console = Console()
     from rich.text import Text
 
@@ -74,30 +76,30 @@ def info(
     table = Table(title=Text(str(ann_file)), show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    table.add_row("content", summary["description"])
-    table.add_row("samples", str(summary["num_samples"]) + (f" (split {summary['split']})" if summary.get("split") else ""))
+    add_plain_row(table, "content", summary["description"])
+    add_plain_row(table, "samples", str(summary["num_samples"]) + (f" (split {summary['split']})" if summary.get("split") else ""))
     splits = summary["splits"]
-    table.add_row("splits", ", ".join(f"{k} {v}" for k, v in splits.items()) if splits else "none")
+    add_plain_row(table, "splits", ", ".join(f"{k} {v}" for k, v in splits.items()) if splits else "none")
     classes = summary["num_classes"]
     present = summary.get("labels_present")
     if classes is not None:
-        table.add_row("classes", f"{classes}" + (f" ({present} present)" if present not in (None, classes) else ""))
+        add_plain_row(table, "classes", f"{classes}" + (f" ({present} present)" if present not in (None, classes) else ""))
     elif summary.get("highest_label") is not None:
-        table.add_row("classes", f"unknown: {present} labels present, highest {summary['highest_label']} "
+        add_plain_row(table, "classes", f"unknown: {present} labels present, highest {summary['highest_label']} "
                                  "(--label-map or --config gives the count)")
     if summary["keypoints_per_person"] is not None:
         layout = summary.get("layout")
         coords = summary.get("coords_per_joint")
-        table.add_row("keypoints / person", f"{summary['keypoints_per_person']}" + (f" ({layout})" if layout else "")
+        add_plain_row(table, "keypoints / person", f"{summary['keypoints_per_person']}" + (f" ({layout})" if layout else "")
                       + (f", {coords} coords" if coords else "")
                       + (", no scores" if summary.get("has_scores") is False else ""))
     if summary["persons"] is not None:
-        table.add_row("persons min/median/max", _fmt_stats(summary["persons"]))
+        add_plain_row(table, "persons min/median/max", _fmt_stats(summary["persons"]))
     if summary["frames"] is not None:
-        table.add_row("frames min/median/max", _fmt_stats(summary["frames"]))
+        add_plain_row(table, "frames min/median/max", _fmt_stats(summary["frames"]))
     if summary.get("img_shapes"):
-        table.add_row("img_shape (h x w)", ", ".join(f"{k} ({v})" for k, v in summary["img_shapes"].items()))
-    table.add_row("dtypes", ", ".join(f"{k} {v}" for k, v in summary["dtypes"].items()) or "-")
+        add_plain_row(table, "img_shape (h x w)", ", ".join(f"{k} ({v})" for k, v in summary["img_shapes"].items()))
+    add_plain_row(table, "dtypes", ", ".join(f"{k} {v}" for k, v in summary["dtypes"].items()) or "-")
     console.print(table)
     counts = summary["class_counts"]
     if counts:
@@ -107,8 +109,9 @@ def info(
             per_class.add_column("class")
         per_class.add_column("samples", justify="right")
         for label, n in counts.items():
-            per_class.add_row(label, *([names[int(label)]] if names else []), str(n))
+            add_plain_row(per_class, label, *([names[int(label)]] if names else []), str(n))
         console.print(per_class)
+
 
 
 def register(app: typer.Typer) -> None:

@@ -74,6 +74,9 @@ def models(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from posec3d.apps.tables import add_plain_row
 
     console = Console()
     table = Table(title="Bundled models (use with --model NAME)")
@@ -81,9 +84,9 @@ def models(
         table.add_column(col)
     for r in bundled:
         size = "missing" if r["checkpoint_mb"] is None else f"{r['checkpoint_mb']:.2f}"
-        table.add_row(r["name"], str(r["classes"] or "?"), size, r["description"])
+        add_plain_row(table, r["name"], str(r["classes"] or "?"), size, r["description"])
     console.print(table)
-    table = Table(title=f"Released models (posec3d download NAME; cache {checkpoint_dir()})")
+    table = Table(title=Text(f"Released models (posec3d download NAME; cache {checkpoint_dir()})"))
     table.add_column("name", no_wrap=True)
     for col in ("source", "top-1 %", "checked by"):
         table.add_column(col)
@@ -93,7 +96,7 @@ def models(
                                                                    else "")
         check = f"sha256 {r['sha256_prefix']}" if r["sha256_prefix"] else (
             "sha256" if r["verified_by"] == "sha256" else "size + load")
-        table.add_row(r["name"], r["source"], top1, check, r["path"] if r["downloaded"] else "no")
+        add_plain_row(table, r["name"], r["source"], top1, check, r["path"] if r["downloaded"] else "no")
     console.print(table)
     console.print("OpenMMLab file names carry the first 8 hex digits of the file's sha256, which the download "
                   "checks; pyskl's files carry no hash, so they are checked by size and by loading them strictly "
@@ -130,6 +133,7 @@ def download(
         resumed = f", resumed from byte {done.resumed_from}" if done.resumed_from else ""
         typer.echo(f"{entry.name}: {done.path} ({done.size / 2**20:.1f} MB{resumed}; checked: {done.checked}; "
                    f"sha256 {done.sha256})")
+
 
 
 def register(app: typer.Typer) -> None:

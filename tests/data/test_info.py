@@ -63,6 +63,20 @@ def test_info_table(data_dir):
         assert text in result.stdout
 
 
+def test_info_table_prints_names_with_brackets_as_they_are(tmp_path):
+    """Class names and split names are user data: "[red]" or "[/]" in them is text, not rich markup."""
+    kp = np.zeros((1, 4, 17, 2), np.float32)
+    samples = [dict(frame_dir=f"s{i}", label=i % 2, total_frames=4, img_shape=(64, 64), keypoint=kp) for i in range(3)]
+    path = tmp_path / "odd[names].pkl"
+    path.write_bytes(pickle.dumps(dict(split={"[red]train": ["s0", "s1"], "val[/]": ["s2"]}, annotations=samples)))
+    names = tmp_path / "labels.txt"
+    names.write_text("[bold]wave\nclap [/]\n")
+    result = runner.invoke(app, ["info", str(path), "--label-map", str(names)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for text in ("odd[names].pkl", "[red]train 2", "val[/] 1", "[bold]wave", "clap [/]"):
+        assert text in result.stdout, (text, result.stdout)
+
+
 def _broken_files(data_dir, tmp_path):
     src = data_dir / "skeleton/ntu60_mediapipe_coco17_samples.pkl"
     data = src.read_bytes()
