@@ -393,6 +393,11 @@ def test_a_labs_own_folder_of_checkpoints(golden, tmp_path, monkeypatch):
     (lab / "models.json").write_text('{"models": [{"name": "broken"}]}')
     with pytest.raises(ConfigError, match=r"models.json: model entry 'broken' lacks config, file"):
         resolve_model("lab-x3d")
+    # A lab entry named like the bundled model could never be reached by --model: refused by name.
+    (lab / "models.json").write_text(json.dumps({"models": [
+        {"name": "penn-action", "config": "x3d.py", "path": "ckpt/x3d_e24.pth", "file": "x3d_e24.pth"}]}))
+    with pytest.raises(ConfigError, match=r"models.json: model name 'penn-action' is the bundled model's"):
+        resolve_model("lab-x3d")
 
 
 # ----------------------------------------------------------------------------------------------
