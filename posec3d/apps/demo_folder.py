@@ -264,10 +264,7 @@ def _classify_folder(video_dir: Path, out_dir: Path, *, model, config, checkpoin
     from posec3d.apps.progress import progress_bar
     from posec3d.stream import load_recognizer
 
-    import sys, time
-    print(f"TL {time.time():.2f} load rec", file=sys.stderr)
     recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
-    print(f"TL {time.time():.2f} loaded rec", file=sys.stderr)
     truth = read_truth(annotations, video_dir, recognizer.labels) if annotations else {}
     settings = {"model": model, "config": str(config and config.resolve()),
                 "checkpoint": _checkpoint_identity(recognizer), "topk": topk, "max_persons": max_persons,
@@ -336,10 +333,9 @@ def demo_folder(
                                 label_map=label_map, device=device, num_clips=num_clips, annotations=annotations,
                                 topk=topk, max_persons=max_persons, max_frames=max_frames, workers=workers,
                                 render=video, unknown_threshold=unknown_threshold, pool=pool)
-    import sys, time
-    print(f"TL {time.time():.2f} reports", file=sys.stderr)
-    csv_path, xlsx_path = write_reports(out_dir, rows, topk)
-    print(f"TL {time.time():.2f} reports done", file=sys.stderr)
+        if pool is not None:
+            pool.close_soon()  # the idle workers exit while the reports are written
+        csv_path, xlsx_path = write_reports(out_dir, rows, topk)
     failed = [r for r in rows if r["error"]]
     cached = sum(1 for r in rows if r.get("cached"))
     overall, _, _ = summary_tables(rows)

@@ -146,8 +146,7 @@ def analyse_many(jobs: list[VideoJob], recognizer, *, workers: int = 1, topk: in
         if pool.max_persons != max_persons:
             raise ValueError(f"the pose workers track {pool.max_persons} persons, not {max_persons}")
         if jobs:
-            yield from _analyse_in_pool(pool.executor, jobs, recognizer, topk, max_persons, max_frames,
-                                        unknown_threshold)
+            yield from _analyse_in_pool(pool, jobs, recognizer, topk, max_persons, max_frames, unknown_threshold)
         return
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
@@ -166,19 +165,31 @@ def analyse_many(jobs: list[VideoJob], recognizer, *, workers: int = 1, topk: in
         return
 
     with PoseWorkers(min(workers, len(jobs)), max_persons) as own:
-        yield from _analyse_in_pool(own.executor, jobs, recognizer, topk, max_persons, max_frames,
-                                    unknown_threshold)
+        yield from _analyse_in_pool(own, jobs, recognizer, topk, max_persons, max_frames, unknown_threshold)
 
 
-def _analyse_in_pool(pool: ProcessPoolExecutor, jobs: list[VideoJob], recognizer, topk: int, max_persons: int,
+def _analyse_in_pool(workers: PoseWorkers, jobs: list[VideoJob], recognizer, topk: int, max_persons: int,
                      max_frames: Optional[int], unknown_threshold: Optional[float]) -> Iterator[VideoOutcome]:
     from posec3d.stream.offline import classify_annotation
 
+    pool = workers.executor
     pending: dict[Future, tuple[str, VideoOutcome]] = {}
     work = [expected_work(job.video, max_frames) for job in jobs]
-    for i in sorted(range(len(jobs)), key=lambda i: -work[i]):  # longest first: no long video last
-        fut = pool.submit(_extract, str(jobs[i].video), max_persons, max_frames)
-        pending[fut] = ("extract", VideoOutcome(i, jobs[i]))
+    queue = sorted(range(len(jobs)), key=lambda i: -work[i])  # longest first: no long video last
+
+    def extract_next() -> None:
+        if queue:
+            i = queue.pop(0)
+            pending[pool.submit(_extract, str(jobs[i].video), max_persons, max_frames)] = \
+                ("extract", VideoOutcome(i, jobs[i]))
+
+    # One extraction per worker plus one waiting (for a worker that ends while this process is
+    # busy classifying); the next is handed out when one ends, before that video is classified,
+    # and its render joins the queue after it. So renders run between the extractions instead of
+    # all after them, and the last seconds are not the renders of the videos extracted last
+    # (1080p ones render slowest) with the other worker idle.
+    for _ in range(workers.workers + 1):
+        extract_next()
     while pending:
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for fut in done:
@@ -187,6 +198,7 @@ def _analyse_in_pool(pool: ProcessPoolExecutor, jobs: list[VideoJob], recognizer
                 outcome.error = fut.result()
                 yield outcome
                 continue
+            extract_next()
             annotation, error = fut.result()
             if error is None:
                 try:
