@@ -130,6 +130,10 @@ class PoseWorkers:
     def __exit__(self, *exc) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
+    def close_soon(self) -> None:
+        """Let the idle workers exit in the background while the caller goes on."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
 
 def analyse_many(jobs: list[VideoJob], recognizer, *, workers: int = 1, topk: int = 5, max_persons: int = 2,
                  max_frames: Optional[int] = None, estimator=None,
