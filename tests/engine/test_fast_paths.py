@@ -96,6 +96,10 @@ def test_train_speedups_per_family_and_config_keys():
     for family, expected in (("ResNet3dSlowOnly", True), ("X3D", True), ("C3D", False)):
         s = train_speedups({}, {"backbone": {"type": family}}, cpu)
         assert s.channels_last is expected and not s.fused_optimizer and not s.compile
+        assert s.keep_freed_memory is (family == "ResNet3dSlowOnly")  # the one family measured
+    assert not train_speedups({}, {"backbone": {"type": "ResNet3dSlowOnly"}}, torch.device("cuda")).keep_freed_memory
+    assert not train_speedups({"train_speedups": {"keep_freed_memory": False}},
+                              {"backbone": {"type": "ResNet3dSlowOnly"}}, cpu).keep_freed_memory
     off = train_speedups({"train_speedups": {"channels_last": False, "fused_optimizer": True}},
                          {"backbone": {"type": "X3D"}}, cpu)
     assert not off.channels_last and off.fused_optimizer
@@ -116,10 +120,12 @@ def msr_small(data_dir, tmp_path_factory) -> list[str]:
 
 
 def test_training_fast_path_matches_the_plain_one(msr_small, tmp_path):
-    """Channels-last (X3D's default) and the fused SGD kernel give the weights of the plain path up
-    to rounding, and the checkpoint is written in the plain layout either way."""
-    fast = train(load_config(X3D_CONFIG, msr_small + ["train_speedups.fused_optimizer=True"]), tmp_path / "fast",
-                 seed=0, echo=lambda _m: None)
+    """Channels-last (X3D's default), the fused SGD kernel and the kept freed memory give the
+    weights of the plain path up to rounding, and the checkpoint is written in the plain layout
+    either way."""
+    fast = train(load_config(X3D_CONFIG, msr_small + ["train_speedups.fused_optimizer=True",
+                                                      "train_speedups.keep_freed_memory=True"]),
+                 tmp_path / "fast", seed=0, echo=lambda _m: None)
     plain = train(load_config(X3D_CONFIG, msr_small + PLAIN_TRAIN), tmp_path / "plain", seed=0,
                   echo=lambda _m: None)
     assert fast.iterations == plain.iterations == 2
