@@ -10,7 +10,8 @@ get the same tasks alternately (posec3d, peer, peer, posec3d, ...), same threads
 - ``train``: training iterations as ``posec3d train`` runs them (``engine.trainer.train``) against
   the peer's ``Runner.train()``, same batch and loader workers; one iteration = the time between the
   ends of consecutive iterations (data wait included), the first (loader start-up) left out.
-- ``test_pipeline`` / ``train_pipeline``: the datasets' ``__getitem__`` alone (load + pipeline).
+- ``test_pipeline`` / ``train_pipeline``: the datasets' ``__getitem__`` alone (load + pipeline), whole
+  passes over the same samples repeated by both sides until ``--pipeline-min-seconds``.
 
 Prints ONE JSON object: medians per side, ratios of wall times (peer / posec3d: > 1 means posec3d is
 faster; the headline), the same ratios of the timed process's CPU time (all its threads, loader worker
@@ -18,7 +19,7 @@ processes not counted: less sensitive to a busy machine), the targets of issue 1
 average through the run. Progress goes to stderr.
 
     python bench/peer.py [--rounds 3] [--test-samples 1] [--train-iters 2] [--batch 4] [--threads 2]
-        [--pipeline-source penn|ntu] [--tasks test_pipeline,train_pipeline,test,train] [--keep DIR]
+        [--pipeline-source penn|ntu] [--pipeline-min-seconds 1] [--tasks test_pipeline,train_pipeline,test,train] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -143,9 +144,14 @@ def posec3d_worker() -> None:
         reuse_heatmap_volumes(dataset)  # as the loaders of `test` and `train` do
         dataset[0]
         start, cpu = time.perf_counter(), time.process_time()
-        for i in range(len(dataset)):
-            dataset[i]
-        return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "samples": len(dataset)}
+        samples = 0
+        while True:  # whole passes until min_seconds: the peer's worker does the same
+            for i in range(len(dataset)):
+                dataset[i]
+            samples += len(dataset)
+            if time.perf_counter() - start >= task.get("min_seconds", 0):
+                break
+        return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "samples": samples}
 
     tasks = {"test": run_test, "train": run_train, "pipeline": run_pipeline}
     protocol.write(json.dumps({"ready": True, "posec3d": posec3d.__version__, "torch": torch.__version__,
@@ -205,6 +211,9 @@ def main() -> None:
     parser.add_argument("--train-iters", type=int, default=2, help="timed training iterations per round (+1 warm-up)")
     parser.add_argument("--batch", type=int, default=4, help="training batch (both sides)")
     parser.add_argument("--pipeline-samples", type=int, default=8)
+    parser.add_argument("--pipeline-min-seconds", type=float, default=1.0,
+                        help="each side repeats whole passes over the pipeline samples until this long (a pass "
+                             "of 24 training samples takes posec3d ~15 ms: too short to time on a shared machine)")
     parser.add_argument("--pipeline-source", choices=["penn", "ntu"], default="penn",
                         help="samples for the pipeline tasks: Penn Action (1 person) or real NTU (2 persons)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads and OMP_NUM_THREADS (both sides)")
@@ -241,7 +250,8 @@ def main() -> None:
                     "dump": str(tmp / f"{side}_scores_{r}.pkl")}
         if name == "train":
             return {"task": "train", **common, "split": "train", "batch": args.batch, "work_dir": wd}
-        return {"task": "pipeline", **common, "split": "pipeline", "which": name.split("_")[0], "work_dir": wd}
+        return {"task": "pipeline", **common, "split": "pipeline", "which": name.split("_")[0], "work_dir": wd,
+                "min_seconds": args.pipeline_min_seconds}
 
     raw: dict = {t: {"posec3d": [], "mmaction2": []} for t in tasks}
     agreement = None

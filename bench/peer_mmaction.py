@@ -111,9 +111,14 @@ def run_pipeline(task: dict) -> dict:
     dataset = DATASETS.build(ds_cfg)
     dataset[0]  # warm-up (imports, lazy init)
     start, cpu = time.perf_counter(), time.process_time()
-    for i in range(len(dataset)):
-        dataset[i]
-    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "samples": len(dataset)}
+    samples = 0
+    while True:  # whole passes until min_seconds, as posec3d's worker does
+        for i in range(len(dataset)):
+            dataset[i]
+        samples += len(dataset)
+        if time.perf_counter() - start >= task.get("min_seconds", 0):
+            break
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "samples": samples}
 
 
 TASKS = {"test": run_test, "train": run_train, "pipeline": run_pipeline}

@@ -100,10 +100,11 @@ def cache_key(video: Path, settings: dict) -> str:
 def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, truth: dict[str, str],
                    topk: int, max_frames: Optional[int], max_persons: int, progress=None,
                    estimator=None, workers: int = 1, render: bool = True,
-                   unknown_threshold: Optional[float] = None) -> list[dict]:
+                   unknown_threshold: Optional[float] = None, pool=None) -> list[dict]:
     """Classify (or take from the cache) every video; returns one row per video.
 
     ``workers`` processes extract poses (and render) in parallel; ``render=False`` writes no videos.
+    ``pool``: `stream.batch.PoseWorkers` started by the caller (used instead of ``workers``).
     """
     from posec3d.stream.batch import VideoJob, analyse_many
     from posec3d.stream.labels import is_unknown, resolve_unknown_threshold
@@ -130,7 +131,8 @@ def process_folder(root: Path, out_dir: Path, recognizer, *, settings: dict, tru
         positions.append(i)
         keys.append(cached)
     for outcome in analyse_many(jobs, recognizer, workers=workers, topk=topk, max_persons=max_persons,
-                                max_frames=max_frames, estimator=estimator, unknown_threshold=threshold):
+                                max_frames=max_frames, estimator=estimator, unknown_threshold=threshold,
+                                pool=pool):
         video = outcome.job.video
         row = {"path": video.relative_to(root).as_posix(), "output": None, "predictions": [],
                "error": outcome.error}
@@ -255,6 +257,35 @@ def write_reports(out_dir: Path, rows: list[dict], topk: int) -> tuple[Path, Pat
 # CLI
 
 
+def _classify_folder(video_dir: Path, out_dir: Path, *, model, config, checkpoint, label_map, device, num_clips,
+                     annotations, topk: int, max_persons: int, max_frames, workers: int, render: bool,
+                     unknown_threshold, pool) -> list[dict]:
+    """`demo-folder` after its checks: load the recognizer, classify (and render) every video."""
+    from posec3d.apps.progress import progress_bar
+    from posec3d.stream import load_recognizer
+
+    recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
+    truth = read_truth(annotations, video_dir, recognizer.labels) if annotations else {}
+    settings = {"model": model, "config": str(config and config.resolve()),
+                "checkpoint": _checkpoint_identity(recognizer), "topk": topk, "max_persons": max_persons,
+                "max_frames": max_frames, "num_clips": num_clips}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import contextlib
+
+    import torch
+
+    from posec3d.pose.estimators import MediaPipePose
+
+    torch.set_num_threads(1)  # the recognizer is small; the cores go to pose estimation
+    with (MediaPipePose(max_persons=max_persons) if workers == 1 else contextlib.nullcontext()) as estimator, \
+            progress_bar(len(find_videos(video_dir)), "videos") as update:
+        rows = process_folder(video_dir, out_dir, recognizer, settings=settings, truth=truth, topk=topk,
+                              max_frames=max_frames, max_persons=max_persons, progress=update,
+                              estimator=estimator, workers=workers, render=render,
+                              unknown_threshold=unknown_threshold, pool=pool)
+    return rows
+
+
 def demo_folder(
     video_dir: Path = typer.Argument(..., help="Folder of videos (searched recursively)."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder (videos, CSV, Excel report, cache)."),
@@ -278,9 +309,6 @@ def demo_folder(
         "(default: the model's calibrated threshold; 0 turns it off)."),
 ) -> None:
     """Run the demo on every video of a folder; write annotated videos, predictions.csv and report.xlsx."""
-    from posec3d.stream import load_recognizer
-    from posec3d.apps.progress import progress_bar
-
     if not video_dir.is_dir():
         raise ConfigError(f"{video_dir}: not a folder")
     from posec3d.stream.labels import check_unknown_threshold
@@ -292,26 +320,22 @@ def demo_folder(
     from posec3d.files import check_writable
 
     check_writable(out_dir, folders=True)
-    recognizer = load_recognizer(model, config, checkpoint, label_map, device=device, num_clips=num_clips)
-    truth = read_truth(annotations, video_dir, recognizer.labels) if annotations else {}
-    settings = {"model": model, "config": str(config and config.resolve()),
-                "checkpoint": _checkpoint_identity(recognizer), "topk": topk, "max_persons": max_persons,
-                "max_frames": max_frames, "num_clips": num_clips}
-    out_dir.mkdir(parents=True, exist_ok=True)
     import contextlib
 
-    import torch
+    from posec3d.stream.batch import PoseWorkers
 
-    from posec3d.pose.estimators import MediaPipePose
-
-    torch.set_num_threads(1)  # the recognizer is small; the cores go to pose estimation
-    with (MediaPipePose(max_persons=max_persons) if workers == 1 else contextlib.nullcontext()) as estimator, \
-            progress_bar(len(videos), "videos") as update:
-        rows = process_folder(video_dir, out_dir, recognizer, settings=settings, truth=truth, topk=topk,
-                              max_frames=max_frames, max_persons=max_persons, progress=update,
-                              estimator=estimator, workers=workers, render=video,
-                              unknown_threshold=unknown_threshold)
-    csv_path, xlsx_path = write_reports(out_dir, rows, topk)
+    # The pose workers start first: their imports and MediaPipe models load while this process
+    # loads the recognizer, instead of after it (seconds of an idle core otherwise).
+    with contextlib.ExitStack() as stack:
+        pool = (stack.enter_context(PoseWorkers(min(workers, len(videos)), max_persons))
+                if workers > 1 and len(videos) > 1 else None)
+        rows = _classify_folder(video_dir, out_dir, model=model, config=config, checkpoint=checkpoint,
+                                label_map=label_map, device=device, num_clips=num_clips, annotations=annotations,
+                                topk=topk, max_persons=max_persons, max_frames=max_frames, workers=workers,
+                                render=video, unknown_threshold=unknown_threshold, pool=pool)
+        if pool is not None:
+            pool.close_soon()  # the idle workers exit while the reports are written
+        csv_path, xlsx_path = write_reports(out_dir, rows, topk)
     failed = [r for r in rows if r["error"]]
     cached = sum(1 for r in rows if r.get("cached"))
     overall, _, _ = summary_tables(rows)

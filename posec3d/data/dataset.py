@@ -41,6 +41,24 @@ class _KpfileCache:
         return self.files[path]
 
 
+_IMMUTABLE = (str, int, float, bool, type(None), np.generic)
+
+
+def _copy_sample(info: dict) -> dict:
+    """``copy.deepcopy(info)`` for the plain values of an annotation (arrays, strings, numbers,
+    tuples of numbers) without deepcopy's bookkeeping, a quarter of a training sample's
+    non-heatmap time; anything else is deep-copied as before."""
+    out = {}
+    for key, value in info.items():
+        if type(value) is np.ndarray and value.dtype != object:
+            out[key] = value.copy(order="K")  # what ndarray.__deepcopy__ does
+        elif isinstance(value, _IMMUTABLE) or (type(value) is tuple and all(isinstance(v, _IMMUTABLE) for v in value)):
+            out[key] = value
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 @DATASETS.register()
 class PoseDataset(Dataset):
     """Skeleton samples of one split; each item is the pipeline's output.
@@ -131,7 +149,7 @@ class PoseDataset(Dataset):
 
     def prepare(self, idx: int) -> dict:
         """The sample dict before the pipeline."""
-        results = copy.deepcopy(self.video_infos[idx])
+        results = _copy_sample(self.video_infos[idx])
         results["modality"] = "Pose"
         results["start_index"] = self.start_index
         results["test_mode"] = self.test_mode

@@ -75,22 +75,31 @@ class Layout:
         plane, mirror, shape = _view_tables(num_clips, clip_len, c, h, w, perm)
         return cls(shape if out is None else out, plane, h, w, mirror, canvas)
 
-    def scatter(self, planes: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray,
-                valid: np.ndarray, assign: bool = False) -> None:
-        """Max-combine windows into the volume: ``planes`` (N,) indexes ``plane.flat``, ``ys`` (N, Y)
-        and ``xs`` (N, X) are pixel rows/columns, ``vals``/``valid`` (N, Y, X).
+    def scatter(self, planes: np.ndarray, y0: np.ndarray, x0: np.ndarray, vals: np.ndarray,
+                valid: np.ndarray | None, assign: bool = False) -> None:
+        """Max-combine N windows into the volume: window ``i`` covers rows ``y0[i] + 0..Y-1`` and
+        columns ``x0[i] + 0..X-1`` of plane ``planes[i]`` (an index into ``plane.flat``), with the
+        values ``vals[:, :, i]`` ((Y, X, N): the window index last, so that every numpy loop runs
+        over N, not over a window's few cells).
 
+        ``valid`` (Y, X, N) selects the cells to write; None means every cell lies on the canvas
+        and the ones outside a window hold 0, which a max into non-negative maps leaves unchanged.
         ``assign``: the target cells are known to be zero (first person drawn), so plain stores do.
         Within one call every (plane, y, x) must occur at most once.
         """
-        vals = vals[valid]
-        rows = (ys * self.w)[:, :, None]
-        for table, cols in ((self.plane, xs), (self.mirror, None)):
+        ny, nx = vals.shape[:2]
+        if valid is not None:
+            vals = vals[valid]
+        down = np.arange(ny)[:, None, None] * self.w
+        for table, step in ((self.plane, 1), (self.mirror, -1)):
             if table is None:
                 continue
-            if cols is None:
-                cols = (self.w - 1) - xs  # the test-time flip reverses pixel columns
-            idx = (table.reshape(-1)[planes][:, None, None] + rows + cols[:, None, :])[valid]
+            # The test-time flip reverses pixel columns: x -> w - 1 - x.
+            first = x0 if step == 1 else (self.w - 1) - x0
+            start = table.reshape(-1)[planes] + y0 * self.w + first
+            idx = (down + step * np.arange(nx)[None, :, None]) + start
+            if valid is not None:
+                idx = idx[valid]
             if self.written is not None:
                 self.written.append(idx)
             if assign:
@@ -183,9 +192,11 @@ def _trunc_int(a: np.ndarray) -> np.ndarray:
 
 
 def _joint_windows(cx: np.ndarray, cy: np.ndarray, value: np.ndarray, sigma: float, h: int, w: int):
-    """Padded windows of joints centred at (cx, cy) (N,): ys (N, P), xs (N, P), vals and valid (N, P, P)."""
+    """Padded windows of joints centred at (cx, cy) (N,), for `Layout.scatter`: y0 (N,), x0 (N,),
+    vals (P, P, N) and valid (P, P, N), or valid None when every padded window fits on the canvas
+    (then the cells outside a window hold 0 and no mask is needed)."""
     size = int(6 * sigma) + 2  # the widest a truncated window can be
-    grid = np.arange(size)
+    grid = np.arange(size)[:, None]
     # Window bounds as mmaction2 computes them under numpy 1.x: a float32 centre minus a Python
     # float gives a float64 scalar.
     cx64, cy64 = cx.astype(np.float64), cy.astype(np.float64)
@@ -193,14 +204,23 @@ def _joint_windows(cx: np.ndarray, cy: np.ndarray, value: np.ndarray, sigma: flo
     x1 = np.minimum(_trunc_int(cx64 + 3 * sigma) + 1, w)
     y0 = np.maximum(_trunc_int(cy64 - 3 * sigma), 0)
     y1 = np.minimum(_trunc_int(cy64 + 3 * sigma) + 1, h)
-    xs = x0[:, None] + grid  # (N, P)
-    ys = y0[:, None] + grid
+    fits = size <= w and size <= h
+    lo_x, lo_y = x0, y0
+    if fits:
+        # Slide each padded window inside the canvas; its cells outside [x0, x1) x [y0, y1) get 0.
+        x0, y0 = np.minimum(lo_x, w - size), np.minimum(lo_y, h - size)
+    xs = grid + x0  # (P, N)
+    ys = grid + y0
     two_s2 = np.float32(2 * sigma * sigma)
-    gx = np.exp(-np.square(xs.astype(np.float32) - cx[:, None]) / two_s2)
-    gy = np.exp(-np.square(ys.astype(np.float32) - cy[:, None]) / two_s2)
-    vals = (gy * value[:, None])[:, :, None] * gx[:, None, :]
-    valid = (ys < y1[:, None])[:, :, None] & (xs < x1[:, None])[:, None, :]
-    return ys, xs, vals, valid
+    gx = np.exp(-np.square(xs.astype(np.float32) - cx) / two_s2)
+    gy = np.exp(-np.square(ys.astype(np.float32) - cy) / two_s2) * value
+    if not fits:
+        valid = (ys < y1)[:, None, :] & (xs < x1)[None, :, :]
+        return y0, x0, gy[:, None, :] * gx[None, :, :], valid
+    # np.where, not a product with the mask: a NaN centre must give 0, as its empty window does.
+    gx = np.where((xs >= lo_x) & (xs < x1), gx, np.float32(0))
+    gy = np.where((ys >= lo_y) & (ys < y1), gy, np.float32(0))
+    return y0, x0, gy[:, None, :] * gx[None, :, :], None
 
 
 def draw_joints(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
@@ -262,30 +282,31 @@ def draw_limbs(layout: Layout, keypoint: np.ndarray, score: np.ndarray | None,
 
 
 def _segment_windows(f: dict, two_s2: np.float32):
-    """Cells of a chunk of limb windows, evaluated on a grid padded to the chunk's largest window.
+    """Cells of a chunk of limb windows, evaluated on a grid padded to the chunk's largest window;
+    the window index is the last axis (see `Layout.scatter`).
 
-    Coordinates are taken relative to endpoint a, so the per-axis parts are computed on (N, X) and
-    (N, Y) arrays and only combined on the (N, Y, X) grid.
+    Coordinates are taken relative to endpoint a, so the per-axis parts are computed on (X, N) and
+    (Y, N) arrays and only combined on the (Y, X, N) grid.
     """
-    gx = np.arange(int(f["wx"].max()))
-    gy = np.arange(int(f["wy"].max()))
-    xs = f["x0"][:, None] + gx  # (N, X)
-    ys = f["y0"][:, None] + gy  # (N, Y)
+    gx = np.arange(int(f["wx"].max()))[:, None]
+    gy = np.arange(int(f["wy"].max()))[:, None]
+    xs = gx + f["x0"]  # (X, N)
+    ys = gy + f["y0"]  # (Y, N)
     a, b = f["a"], f["b"]
-    dx = (xs.astype(np.float32) - a[:, 0:1])[:, None, :]  # (N, 1, X)
-    dy = (ys.astype(np.float32) - a[:, 1:2])[:, :, None]  # (N, Y, 1)
-    ex = (b[:, 0] - a[:, 0])[:, None, None]
-    ey = (b[:, 1] - a[:, 1])[:, None, None]
+    dx = (xs.astype(np.float32) - a[:, 0])[None, :, :]  # (1, X, N)
+    dy = (ys.astype(np.float32) - a[:, 1])[:, None, :]  # (Y, 1, N)
+    ex = b[:, 0] - a[:, 0]
+    ey = b[:, 1] - a[:, 1]
     d2a = np.square(dx) + np.square(dy)
     d2b = np.square(dx - ex) + np.square(dy - ey)
-    d2ab = f["d2ab"][:, None, None]
+    d2ab = f["d2ab"]
     proj = (d2a - d2b + d2ab) / np.float32(2) / d2ab
     # Squared distance to the projection a + t (b - a), used where 0 < t < 1.
     d2 = np.square(dx - proj * ex) + np.square(dy - proj * ey)
     d2 = np.where(proj <= 0, d2a, np.where(proj >= 1, d2b, d2))
-    vals = np.exp(d2 / -two_s2) * f["value"][:, None, None]
-    valid = (gy[None, :, None] < f["wy"][:, None, None]) & (gx[None, None, :] < f["wx"][:, None, None])
-    return ys, xs, vals, valid
+    vals = np.exp(d2 / -two_s2) * f["value"]
+    valid = (gy < f["wy"])[:, None, :] & (gx < f["wx"])[None, :, :]
+    return f["y0"], f["x0"], vals, valid
 
 
 def joint_heatmaps(keypoint: np.ndarray, score: np.ndarray | None, h: int, w: int,

@@ -12,7 +12,6 @@ models of ``posec3d.zoo``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -21,34 +20,11 @@ import torch
 
 from posec3d.engine.calibration import apply_temperature, read_calibration
 from posec3d.engine.config import load_config, model_cfg, pipeline_cfg
+from posec3d.engine.predictions import Prediction, WindowPrediction, window_at  # noqa: F401  (re-exported)
 from posec3d.errors import AnnotationError, ConfigError
 
 # The demo never has K400 kpfiles: the annotation already carries the keypoints.
 _LOADER_ONLY_TRANSFORMS = ("DecompressPose",)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One class of a ranking: its index, name and score (probability when the model averages probs)."""
-
-    index: int
-    label: str
-    score: float
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "index": self.index, "score": round(float(self.score), 6)}
-
-
-@dataclass(frozen=True)
-class WindowPrediction:
-    """The top class of frames ``start`` .. ``end - 1`` of a video."""
-
-    start: int
-    end: int
-    top: Prediction
-
-    def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "label": self.top.label, "score": round(self.top.score, 6)}
 
 
 def test_pipeline_dicts(cfg: Mapping) -> list[dict]:
@@ -260,14 +236,6 @@ def sliding_windows(total: int, window: int, stride: int) -> list[tuple[int, int
     if starts[-1] + window < total:
         starts.append(total - window)
     return [(s, s + window) for s in starts]
-
-
-def window_at(timeline: list[WindowPrediction], frame: int) -> WindowPrediction | None:
-    """The window shown at ``frame``: the one covering it whose centre is nearest."""
-    covering = [w for w in timeline if w.start <= frame < w.end]
-    if not covering:
-        return None
-    return min(covering, key=lambda w: abs((w.start + w.end - 1) / 2 - frame))
 
 
 # ----------------------------------------------------------------------------------------------

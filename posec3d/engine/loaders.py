@@ -132,6 +132,10 @@ class Loader:
             self.sampler.set_epoch(epoch)
         if self.seeder is not None:
             self.seeder.epoch = epoch
+        if self.loader.num_workers > 0:
+            from posec3d.engine.speedups import release_freed_memory
+
+            release_freed_memory()  # the workers fork now: no free heap to share copy-on-write
         return _one_line_errors(iter(self.loader))
 
     def __len__(self) -> int:

@@ -34,7 +34,7 @@ from posec3d.engine.loaders import (build_dataset, build_eval_loader, build_trai
 from posec3d.engine.logging import MetricsLog
 from posec3d.engine.metrics import confusion_matrix, evaluate
 from posec3d.engine.schedule import LRSchedule
-from posec3d.engine.speedups import apply_channels_last, compile_step, describe, train_speedups
+from posec3d.engine.speedups import apply_channels_last, compile_step, describe, freed_memory_kept, train_speedups
 from posec3d.errors import CheckpointError, ConfigError, PoseC3DError
 
 
@@ -296,94 +296,96 @@ def train(cfg: C.Config, work_dir: str | os.PathLike | None = None, *, resume: s
         f"speed-ups: {describe(speed)}")
 
     # ---- epochs -------------------------------------------------------------------------------
-    for epoch in range(start_epoch, max_epochs):
-        set_train_mode(model, norm_eval=bool(cfg.get("norm_eval", False)))
-        _seed_main_process_data_rngs(seed + epoch)
-        data_time = compute_time = first_wait = 0.0
-        loss_sum, loss_count, samples = 0.0, 0, 0
-        window: list[float] = []
-        tick = time.perf_counter()
-        for batch in train_loader.epoch(epoch):
-            if train_transform is not None:
-                batch = train_transform(batch)
-            inputs, labels = model_inputs(batch, dist.device), batch_labels(batch).to(dist.device)
-            loaded = time.perf_counter()
-            data_time += loaded - tick
-            if loss_count == 0:
-                first_wait = loaded - tick  # includes starting the loader workers
-            samples += len(labels)
-
-            lr = schedule.lr_at(iteration)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(dist.device.type, enabled=amp, dtype=_amp_dtype(dist.device)):
-                losses = step_model(*inputs, labels)
-            loss = sum(v for k, v in losses.items() if "loss" in k)
-            if not _all_finite(loss, dist):
-                _write_log_safely(log)
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, iteration {iteration + 1} (lr {lr:.4g}); "
-                    f"stopping. The last good checkpoint is {find_latest(work_dir) or 'none (first epoch)'}. "
-                    "Try a lower lr or check the data.")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip.max_norm, norm_type=clip.norm_type)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            iteration += 1
+    # Freed blocks stay in the heap while training (`engine.speedups.freed_memory_kept`).
+    with freed_memory_kept(speed.keep_freed_memory):
+        for epoch in range(start_epoch, max_epochs):
+            set_train_mode(model, norm_eval=bool(cfg.get("norm_eval", False)))
+            _seed_main_process_data_rngs(seed + epoch)
+            data_time = compute_time = first_wait = 0.0
+            loss_sum, loss_count, samples = 0.0, 0, 0
+            window: list[float] = []
             tick = time.perf_counter()
-            compute_time += tick - loaded
+            for batch in train_loader.epoch(epoch):
+                if train_transform is not None:
+                    batch = train_transform(batch)
+                inputs, labels = model_inputs(batch, dist.device), batch_labels(batch).to(dist.device)
+                loaded = time.perf_counter()
+                data_time += loaded - tick
+                if loss_count == 0:
+                    first_wait = loaded - tick  # includes starting the loader workers
+                samples += len(labels)
 
-            loss_value = loss.item()
-            loss_sum += loss_value
-            loss_count += 1
-            window.append(loss_value)
-            if progress is not None:
-                progress(advance=1, epoch=f"{epoch + 1}/{max_epochs}", loss=loss_value, lr=lr,
-                         data=f"{data_time:.0f}s", compute=f"{compute_time:.0f}s")
-            if iteration % log_every == 0 or iteration == iters_per_epoch * (epoch + 1):
-                # The mean over the interval: one batch's loss is too noisy to plot.
-                log.log({"mode": "train", "epoch": epoch + 1, "iter": iteration, "loss": float(np.mean(window)),
-                         "lr": lr, "data_time": data_time, "compute_time": compute_time,
-                         **{k: float(v.detach()) for k, v in losses.items() if k != "loss_cls"}}, flush=False)
-                window.clear()
+                lr = schedule.lr_at(iteration)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(dist.device.type, enabled=amp, dtype=_amp_dtype(dist.device)):
+                    losses = step_model(*inputs, labels)
+                loss = sum(v for k, v in losses.items() if "loss" in k)
+                if not _all_finite(loss, dist):
+                    _write_log_safely(log)
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, iteration {iteration + 1} (lr {lr:.4g}); "
+                        f"stopping. The last good checkpoint is {find_latest(work_dir) or 'none (first epoch)'}. "
+                        "Try a lower lr or check the data.")
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip.max_norm, norm_type=clip.norm_type)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                iteration += 1
+                tick = time.perf_counter()
+                compute_time += tick - loaded
 
-        # ---- end of epoch: validate, then checkpoint (so best.pth and meta['best'] agree) -------
-        record = {"mode": "epoch", "epoch": epoch + 1, "iter": iteration,
-                  "loss": D.all_reduce_mean(loss_sum / max(loss_count, 1), dist.device),
-                  "data_wait_fraction": data_time / max(data_time + compute_time, 1e-9),
-                  "samples": samples, "data_time": data_time, "compute_time": compute_time,
-                  "first_batch_wait": first_wait}
-        log.log(record, flush=False)
-        is_best = False
-        if val_loader is not None and (epoch + 1) % C.val_interval(cfg) == 0:
-            scores, labels = predict(model, val_loader, dist, batch_transform=val_transform, amp=amp)
-            last_val = {"epoch": epoch + 1, **evaluate(scores, labels)}
-            log.log({"mode": "val", "iter": iteration, **last_val}, flush=False)
-            say(f"epoch {epoch + 1}: val top1 {last_val['top1']:.4f} top5 {last_val['top5']:.4f} "
-                f"mean_class {last_val['mean_class_accuracy']:.4f}")
-            if best is None or last_val["top1"] > best["top1"]:
-                best, is_best = dict(last_val), True
-                best_scores = (scores, labels)
-        if main:
-            save_args = dict(epoch=epoch + 1, iteration=iteration, seed=seed, config_text=config_text,
-                             extra_meta={"best": best, "world_size": dist.world_size})
-            save_training_checkpoint(work_dir / "latest.pth", model, optimizer, scaler, **save_args)
-            if (epoch + 1) % ck.interval == 0 or epoch + 1 == max_epochs:
-                save_training_checkpoint(work_dir / f"epoch_{epoch + 1}.pth", model, optimizer, scaler, **save_args)
-                prune_epoch_checkpoints(work_dir, ck.max_keep_ckpts)
-            if is_best:
-                save_training_checkpoint(work_dir / "best.pth", model, optimizer, scaler, **save_args)
-        log.flush()
-        D.barrier()
+                loss_value = loss.item()
+                loss_sum += loss_value
+                loss_count += 1
+                window.append(loss_value)
+                if progress is not None:
+                    progress(advance=1, epoch=f"{epoch + 1}/{max_epochs}", loss=loss_value, lr=lr,
+                             data=f"{data_time:.0f}s", compute=f"{compute_time:.0f}s")
+                if iteration % log_every == 0 or iteration == iters_per_epoch * (epoch + 1):
+                    # The mean over the interval: one batch's loss is too noisy to plot.
+                    log.log({"mode": "train", "epoch": epoch + 1, "iter": iteration, "loss": float(np.mean(window)),
+                             "lr": lr, "data_time": data_time, "compute_time": compute_time,
+                             **{k: float(v.detach()) for k, v in losses.items() if k != "loss_cls"}}, flush=False)
+                    window.clear()
+
+            # ---- end of epoch: validate, then checkpoint (so best.pth and meta['best'] agree) -------
+            record = {"mode": "epoch", "epoch": epoch + 1, "iter": iteration,
+                      "loss": D.all_reduce_mean(loss_sum / max(loss_count, 1), dist.device),
+                      "data_wait_fraction": data_time / max(data_time + compute_time, 1e-9),
+                      "samples": samples, "data_time": data_time, "compute_time": compute_time,
+                      "first_batch_wait": first_wait}
+            log.log(record, flush=False)
+            is_best = False
+            if val_loader is not None and (epoch + 1) % C.val_interval(cfg) == 0:
+                scores, labels = predict(model, val_loader, dist, batch_transform=val_transform, amp=amp)
+                last_val = {"epoch": epoch + 1, **evaluate(scores, labels)}
+                log.log({"mode": "val", "iter": iteration, **last_val}, flush=False)
+                say(f"epoch {epoch + 1}: val top1 {last_val['top1']:.4f} top5 {last_val['top5']:.4f} "
+                    f"mean_class {last_val['mean_class_accuracy']:.4f}")
+                if best is None or last_val["top1"] > best["top1"]:
+                    best, is_best = dict(last_val), True
+                    best_scores = (scores, labels)
+            if main:
+                save_args = dict(epoch=epoch + 1, iteration=iteration, seed=seed, config_text=config_text,
+                                 extra_meta={"best": best, "world_size": dist.world_size})
+                save_training_checkpoint(work_dir / "latest.pth", model, optimizer, scaler, **save_args)
+                if (epoch + 1) % ck.interval == 0 or epoch + 1 == max_epochs:
+                    save_training_checkpoint(work_dir / f"epoch_{epoch + 1}.pth", model, optimizer, scaler, **save_args)
+                    prune_epoch_checkpoints(work_dir, ck.max_keep_ckpts)
+                if is_best:
+                    save_training_checkpoint(work_dir / "best.pth", model, optimizer, scaler, **save_args)
+            log.flush()
+            D.barrier()
 
     # ---- the end: figures ---------------------------------------------------------------------
     if main:

@@ -88,7 +88,7 @@ def render_frame(frame: np.ndarray, t: int, result, *, topk_lines: int = 5, scor
     """Offline overlay of frame ``t`` of a ``VideoResult``: skeletons, the top-k panel, per-person
     labels (the person's window at ``t`` when there are per-person windows) and the timeline."""
     from posec3d.render import draw_label_panel, draw_pose
-    from posec3d.engine.inference import window_at
+    from posec3d.engine.predictions import window_at
     from posec3d.stream.labels import is_unknown
 
     thr = result.unknown_threshold

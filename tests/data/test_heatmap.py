@@ -116,6 +116,30 @@ def test_numpy_limbs_match_reference(seed, persons, frames):
     np.testing.assert_allclose(got, ref_limbs(kp, score, limbs, h, w), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("h,w", [(4, 4), (3, 9), (9, 5), (5, 5)])
+def test_numpy_joints_on_canvases_about_as_small_as_a_window(h, w):
+    # Below 5 pixels a padded window no longer fits on the canvas: the masked path draws.
+    rng = np.random.default_rng(h * 10 + w)
+    kp, score = random_pose(rng, 2, 6, h, w)
+    np.testing.assert_allclose(joint_heatmaps(kp, score, h, w, SIGMA, EPS), ref_joints(kp, score, h, w),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # NaN to int: an empty window
+def test_nan_keypoints_draw_nothing():
+    rng = np.random.default_rng(8)
+    kp, score = random_pose(rng, 2, 4, 20, 24)
+    score[:] = np.maximum(score, 0.5)
+    nan = kp.copy()
+    nan[0, 1, 3, 0] = np.nan
+    nan[1, 2, 5] = np.nan
+    skipped = score.copy()
+    skipped[0, 1, 3] = skipped[1, 2, 5] = 0  # what a NaN joint must amount to
+    got = joint_heatmaps(nan, score, 20, 24, SIGMA, EPS)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, ref_joints(kp, skipped, 20, 24), rtol=0, atol=1e-6)
+
+
 def test_no_score_draws_everything_including_missing_joints():
     rng = np.random.default_rng(5)
     kp, _ = random_pose(rng, 2, 3, 16, 16)

@@ -25,7 +25,8 @@ from posec3d.models import build_model
 REPO = Path(__file__).resolve().parents[2]
 SLOWONLY = REPO / "configs" / "ntu60_xsub" / "slowonly_r50_joint.py"
 X3D_CONFIG = Path(__file__).resolve().parent / "configs" / "msr_deterministic.py"
-PLAIN_TEST = ["test_speedups.fuse_bn=False", "test_speedups.channels_last=False", "test_speedups.inference_mode=False"]
+PLAIN_TEST = ["test_speedups.fuse_bn=False", "test_speedups.channels_last=False", "test_speedups.inference_mode=False",
+              "test_speedups.views_per_forward=None"]
 PLAIN_TRAIN = ["train_speedups.channels_last=False", "train_speedups.fused_optimizer=False"]
 
 
@@ -73,6 +74,17 @@ def test_prepare_for_testing_folds_every_bn_and_goes_channels_last(slowonly_ckpt
     unfused = prepare_for_testing(build_model(cfg["model"]),
                                   EvalSpeedups.from_config(load_config(SLOWONLY, ["test_speedups.fuse_activations=False"])))
     assert not any(isinstance(m, ConvActivation) for m in unfused.modules())
+    # On CPU one view per forward (feature maps small enough to be reused from the heap) ...
+    assert model.max_testing_views == 1
+    # ... unless turned off, or the config chose its own max_testing_views.
+    whole = prepare_for_testing(build_model(cfg["model"]), EvalSpeedups.from_config(
+        load_config(SLOWONLY, ["test_speedups.views_per_forward=None"])))
+    assert whole.max_testing_views is None
+    own = load_config(SLOWONLY, ["model.test_cfg.max_testing_views=4"])
+    assert prepare_for_testing(build_model(own["model"]), EvalSpeedups.from_config(own)).max_testing_views == 4
+    for bad in ("0", "2.5", "True"):
+        with pytest.raises(ConfigError, match="views_per_forward"):
+            EvalSpeedups.from_config(load_config(SLOWONLY, [f"test_speedups.views_per_forward={bad}"]))
     off = EvalSpeedups.from_config(load_config(SLOWONLY, PLAIN_TEST))
     plain = prepare_for_testing(build_model(cfg["model"]), off)
     # stem 1 + 13 bottlenecks x 3 + 3 downsample shortcuts
@@ -84,6 +96,10 @@ def test_train_speedups_per_family_and_config_keys():
     for family, expected in (("ResNet3dSlowOnly", True), ("X3D", True), ("C3D", False)):
         s = train_speedups({}, {"backbone": {"type": family}}, cpu)
         assert s.channels_last is expected and not s.fused_optimizer and not s.compile
+        assert s.keep_freed_memory is (family == "ResNet3dSlowOnly")  # the one family measured
+    assert not train_speedups({}, {"backbone": {"type": "ResNet3dSlowOnly"}}, torch.device("cuda")).keep_freed_memory
+    assert not train_speedups({"train_speedups": {"keep_freed_memory": False}},
+                              {"backbone": {"type": "ResNet3dSlowOnly"}}, cpu).keep_freed_memory
     off = train_speedups({"train_speedups": {"channels_last": False, "fused_optimizer": True}},
                          {"backbone": {"type": "X3D"}}, cpu)
     assert not off.channels_last and off.fused_optimizer
@@ -104,10 +120,12 @@ def msr_small(data_dir, tmp_path_factory) -> list[str]:
 
 
 def test_training_fast_path_matches_the_plain_one(msr_small, tmp_path):
-    """Channels-last (X3D's default) and the fused SGD kernel give the weights of the plain path up
-    to rounding, and the checkpoint is written in the plain layout either way."""
-    fast = train(load_config(X3D_CONFIG, msr_small + ["train_speedups.fused_optimizer=True"]), tmp_path / "fast",
-                 seed=0, echo=lambda _m: None)
+    """Channels-last (X3D's default), the fused SGD kernel and the kept freed memory give the
+    weights of the plain path up to rounding, and the checkpoint is written in the plain layout
+    either way."""
+    fast = train(load_config(X3D_CONFIG, msr_small + ["train_speedups.fused_optimizer=True",
+                                                      "train_speedups.keep_freed_memory=True"]),
+                 tmp_path / "fast", seed=0, echo=lambda _m: None)
     plain = train(load_config(X3D_CONFIG, msr_small + PLAIN_TRAIN), tmp_path / "plain", seed=0,
                   echo=lambda _m: None)
     assert fast.iterations == plain.iterations == 2

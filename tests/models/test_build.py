@@ -142,6 +142,19 @@ def test_spatial_max_pool_equals_max_pool_3d(stride, channels_last):
     assert torch.equal(x.grad, ref.grad)
 
 
+@pytest.mark.parametrize("shape", [(1, 4, 2, 1, 2), (1, 3, 1, 2, 1), (2, 16, 4, 9, 7)])
+def test_channels_last_max_pool_without_indices_on_small_and_odd_maps(shape):
+    from posec3d.models.layers import SpatialMaxPool
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape)))
+    x[0, 0, 0, 0, 0] = float("-inf")
+    expected = torch.nn.MaxPool3d((1, 3, 3), (1, 1, 1), (0, 1, 1))(x)
+    with torch.inference_mode():
+        out = SpatialMaxPool(1)(x.contiguous(memory_format=torch.channels_last_3d))
+    assert torch.equal(out, expected)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)  # what the next convolution wants
+
+
 def test_optimize_for_inference_keeps_outputs(golden_models, summary, rand_inputs):
     """BN folding + channels-last 3D on the golden SlowOnly: same logits as mmaction2 (README tolerance)."""
     import numpy as np

@@ -57,3 +57,45 @@ def test_demo_folder_workers_and_no_video_give_the_same_predictions(data_dir, tm
     assert not a["unknown"].any()  # 0 turns the open set off
     assert (one / "videos/sub/test_demo.mp4").is_file() and not (two / "videos").exists()
     assert b["output"].isna().all()
+
+
+def test_videos_are_handed_to_the_pose_workers_longest_first(data_dir, tmp_path):
+    from posec3d.stream.batch import expected_work
+
+    kinetics = data_dir / "videos/kinetics/clean_and_jerk.mp4"  # 300 frames, 340x256
+    ntu = data_dir / "videos/ntu/ntu_sample.avi"  # 72 frames, 1920x1080
+    assert expected_work(kinetics) == pytest.approx(300 * (1 + 340 * 256 / 3.8e6))
+    assert expected_work(ntu) == pytest.approx(72 * (1 + 1920 * 1080 / 3.8e6))
+    assert expected_work(kinetics, max_frames=24) == pytest.approx(24 * (1 + 340 * 256 / 3.8e6))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert expected_work(broken) == 0.0  # no place in the queue, not an error: extraction reports it
+
+
+def test_a_render_worker_draws_a_video_result_without_importing_torch(data_dir, tmp_path):
+    """demo-folder's render workers unpickle a VideoResult and draw it: no torch import (1.3 s each)."""
+    import pickle
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from posec3d.engine.inference import Prediction, WindowPrediction
+    from posec3d.stream.offline import PersonResult, VideoResult
+
+    top = Prediction(3, "jump", 0.75)
+    kp = np.full((1, 24, 17, 2), 100.0, np.float32)
+    annotation = {"keypoint": kp, "keypoint_score": np.ones((1, 24, 17), np.float32), "total_frames": 24,
+                  "img_shape": (256, 340)}
+    result = VideoResult("clip.mp4", annotation, [top], [PersonResult(0, [top], [WindowPrediction(0, 24, top)])],
+                         [WindowPrediction(0, 24, top)])
+    (tmp_path / "result.pkl").write_bytes(pickle.dumps(result))
+    script = (
+        "import pickle, sys\n"
+        "from posec3d.stream.batch import _render\n"
+        f"result = pickle.loads(open({str(tmp_path / 'result.pkl')!r}, 'rb').read())\n"
+        f"error = _render({str(data_dir / 'videos/kinetics/clean_and_jerk.mp4')!r}, {str(tmp_path / 'out.mp4')!r}, result)\n"
+        "print(error, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["None", "False"], done.stdout + done.stderr
+    assert (tmp_path / "out.mp4").stat().st_size > 0
