@@ -1,6 +1,6 @@
 # Stage 2 of the joint + limb model (issue 10, round 4): the shipped model's stage-2 fine-tune
 # (x3d_shallow_penn_action_finetune.py: viewpoint, framing, noise augmentation, 12 epochs, lr 0.02)
-# from the 28-epoch joint + limb model of x3d_shallow_penn_action_joint_limb.py; then, as shipped,
+# from the 28-epoch joint + limb model of x3d_shallow_penn_action_joints_and_limbs.py; then, as shipped,
 # the 50/50 weight average of the two (weight_average.py).
 #
 # Stage 2 of the bundled `penn-action` model: fine-tune the 20-epoch model of
