@@ -12,10 +12,13 @@
    probability, as AUROC of in-vocabulary vs out-of-vocabulary clips; the dev set's mean-class
    accuracy; and the margin of the demo clip (the shared Kinetics clean_and_jerk) over its second
    class, so one run gives the four figures every candidate model is selected on.
+4. Every clip's raw scores are kept (``--scores``, next to ``--out`` by default), so that fusions of
+   several models (``fuse_streams.py``) are scored by the same code without running them again.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import pickle
 import sys
@@ -41,12 +44,8 @@ def auroc(pos, neg) -> float:
     return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
 
 
-def mean_logits(rec, annotation) -> np.ndarray:
+def view_logits(rec, imgs: torch.Tensor) -> np.ndarray:
     """Logits averaged over the test views (the energy score needs logits, not averaged probs)."""
-    from posec3d.engine.inference import prepare_annotation
-
-    imgs = rec.pipeline(prepare_annotation(annotation))["imgs"]
-    imgs = imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs))
     before = rec.model.average_clips
     rec.model.average_clips = "score"
     try:
@@ -56,37 +55,25 @@ def mean_logits(rec, annotation) -> np.ndarray:
         rec.model.average_clips = before
 
 
-def main() -> None:
-    from posec3d.engine.calibration import (apply_temperature, choose_threshold, energy_score, fit_temperature,
-                                             nll, open_set_figures)
-    from posec3d.engine.inference import ActionRecognizer, has_person
-    from posec3d.files import atomic_write_text
+def score_model(config: str, checkpoint: str) -> dict:
+    """Every number the figures need, per clip, before any calibration (temperature 1).
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config")
-    parser.add_argument("checkpoint")
-    parser.add_argument("--max-drop", type=float, default=0.01)
-    parser.add_argument("-o", "--out", type=Path, default=REPO / "work_dirs/penn_action/calibration.json")
-    parser.add_argument("--figures", type=Path, help="Write the val_part and dev-set confusion matrices here.")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    ``val_probs`` (val_part clips x classes) with ``val_labels``; for every cached dev clip with a
+    person: ``dev_names``, ``dev_split`` (penn / ood), ``dev_label``, ``dev_probs`` (the test views'
+    averaged probabilities, what ``demo`` ranks) and ``dev_logits`` (the views' averaged logits).
+    """
+    from posec3d.engine.inference import ActionRecognizer, has_person, prepare_annotation
 
-    rec = ActionRecognizer(args.config, args.checkpoint, LABEL_MAP)
+    rec = ActionRecognizer(config, checkpoint, LABEL_MAP)
+    rec.temperature = 1.0  # raw scores: the temperature is fitted on them
     with open(SPLITS, "rb") as f:
         data = pickle.load(f)  # written by make_splits.py
     val_ids = set(data["split"]["val_part"])
     val = [a for a in data["annotations"] if a["frame_dir"] in val_ids]
-    probs = np.stack([rec.scores(a) for a in val]).astype(np.float64)
-    labels = np.array([a["label"] for a in val])
-    temperature = fit_temperature(probs, labels)
-    print(f"val_part: {len(val)} clips, top-1 {np.mean(probs.argmax(1) == labels):.4f}, "
-          f"NLL {nll(probs, labels):.4f} -> {nll(probs, labels, temperature):.4f} at T = {temperature:.3f}")
-
-    rec.temperature = temperature
-    rows = {r["name"]: r for r in read_provenance()}
-    in_s, in_ok, in_e, ood_s, ood_e, per_clip = [], [], [], [], [], {}
-    demo_margin = None
-    for name, row in rows.items():
+    out = {"labels": list(rec.labels), "val_probs": np.stack([rec.scores(a) for a in val]),
+           "val_labels": np.array([a["label"] for a in val])}
+    dev = {k: [] for k in ("dev_names", "dev_split", "dev_label", "dev_probs", "dev_logits")}
+    for name, row in {r["name"]: r for r in read_provenance()}.items():
         path = POSES / f"{name}.pkl"
         if not path.is_file():
             continue
@@ -94,58 +81,149 @@ def main() -> None:
             ann = pickle.load(f)  # cached by dev_set/evaluate.py
         if not has_person(ann):
             continue
-        p = rec.scores(ann)
-        e = float(energy_score(mean_logits(rec, ann)[None])[0])
+        imgs = rec.pipeline(prepare_annotation(ann))["imgs"]
+        imgs = imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs))
+        for key, value in (("dev_names", name), ("dev_split", row["split"]), ("dev_label", row["label"]),
+                           ("dev_probs", rec.scores_of_views(imgs[None].float())[0]),
+                           ("dev_logits", view_logits(rec, imgs))):
+            dev[key].append(value)
+    out.update({k: np.asarray(v) for k, v in dev.items()})
+    return out
+
+
+def save_scores(path: Path, scores: dict) -> None:
+    from posec3d.files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in scores.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_scores(path: Path) -> dict:
+    with np.load(path) as z:
+        scores = {k: z[k] for k in z.files}
+    scores["labels"] = [str(x) for x in scores["labels"]]
+    return scores
+
+
+def open_set_scores(probs: np.ndarray, logits: np.ndarray, method: str) -> np.ndarray:
+    """Higher = more likely in-vocabulary: the calibrated top probability, or the energy score."""
+    from posec3d.engine.calibration import energy_score
+
+    if method == "max_probability":
+        return probs.max(1)
+    if method == "energy":
+        return energy_score(logits)
+    raise ValueError(f"unknown open-set score {method!r}")
+
+
+def evaluate(scores: dict, max_drop: float = 0.01, method: str = "max_probability",
+             extra_open_set: dict | None = None):
+    """(calibration block, figures, per-clip rows) of one model's (or one fusion's) scores.
+
+    ``extra_open_set``: name -> per-dev-clip score (higher = in-vocabulary), measured as AUROC and
+    as the OOD rate at the threshold that loses no more than ``max_drop`` of correct dev clips.
+    """
+    from posec3d.engine.calibration import (apply_temperature, choose_threshold, energy_score, fit_temperature,
+                                             nll, open_set_figures)
+
+    labels_txt = scores["labels"]
+    probs, labels = scores["val_probs"].astype(np.float64), scores["val_labels"]
+    temperature = fit_temperature(probs, labels)
+    print(f"val_part: {len(labels)} clips, top-1 {np.mean(probs.argmax(1) == labels):.4f}, "
+          f"NLL {nll(probs, labels):.4f} -> {nll(probs, labels, temperature):.4f} at T = {temperature:.3f}")
+    dev_probs = apply_temperature(scores["dev_probs"], temperature)
+    dev_open = open_set_scores(dev_probs, scores["dev_logits"], method)
+    energy = energy_score(scores["dev_logits"])
+    in_vocab = scores["dev_split"] == "penn"
+    per_clip = {}
+    demo_margin = None
+    for i, name in enumerate(scores["dev_names"]):
+        p, label = dev_probs[i], str(scores["dev_label"][i])
         if name == DEMO_CLIP:
             # Signed: clean_and_jerk's probability minus the best other class's (negative when it loses).
-            right = rec.labels.index(row["label"])
+            right = labels_txt.index(label)
             demo_margin = float(p[right] - np.delete(p, right).max())
         first, second = np.argsort(p)[::-1][:2]
-        top = rec.labels[int(first)]
-        per_clip[name] = {"split": row["split"], "label": row["label"], "top": top, "score": float(p.max()), "energy": e,
-                          "second": rec.labels[int(second)], "second_score": float(p[second])}
-        if row["split"] == "penn":
-            in_s.append(float(p.max())), in_ok.append(top == row["label"]), in_e.append(e)
-        else:
-            ood_s.append(float(p.max())), ood_e.append(e)
-    choice = choose_threshold(in_s, in_ok, ood_s, args.max_drop)
+        per_clip[str(name)] = {"split": str(scores["dev_split"][i]), "label": label, "top": labels_txt[int(first)],
+                               "score": float(p.max()), "energy": float(energy[i]),
+                               "second": labels_txt[int(second)], "second_score": float(p[second])}
+    in_ok = np.array([c["top"] == c["label"] for c in per_clip.values()])[in_vocab]
+    choice = choose_threshold(dev_open[in_vocab], in_ok, dev_open[~in_vocab], max_drop)
     # val_part's top-1 under the same threshold (clean poses: should barely move).
     val_top = probs.argmax(1) == labels
-    val_scores = apply_temperature(probs, temperature).max(1)
-    val_fig = open_set_figures(choice.threshold, val_scores, val_top, [])
+    # (a probability threshold: only defined when the open-set score is the top probability)
+    val_open = (open_set_figures(choice.threshold, apply_temperature(probs, temperature).max(1), val_top, [])
+                .in_top1_open if method == "max_probability" else None)
     per_class: dict[str, list[bool]] = {}
     for c in per_clip.values():
         if c["split"] == "penn":
             per_class.setdefault(c["label"], []).append(c["top"] == c["label"])
+    max_p = dev_probs.max(1)
     figures = {
-        "val_part_clips": len(val), "val_part_top1": float(val_top.mean()),
-        "val_part_top1_open": val_fig.in_top1_open,
+        "val_part_clips": len(labels), "val_part_top1": float(val_top.mean()),
+        "val_part_top1_open": val_open,
         "nll_before": nll(probs, labels), "nll_after": nll(probs, labels, temperature),
-        "dev_in_clips": len(in_s), "dev_ood_clips": len(ood_s),
+        "dev_in_clips": int(in_vocab.sum()), "dev_ood_clips": int((~in_vocab).sum()),
         "dev_top1": choice.in_top1, "dev_top1_open": choice.in_top1_open, "ood_rejected": choice.ood_rejected,
         "dev_mean_class": float(np.mean([np.mean(v) for v in per_class.values()])) if per_class else None,
         "dev_classes": len(per_class), "demo_clip_margin": demo_margin,
-        "auroc_max_probability": auroc(in_s, ood_s), "auroc_energy": auroc(in_e, ood_e),
+        "auroc_max_probability": auroc(max_p[in_vocab], max_p[~in_vocab]),
+        "auroc_energy": auroc(energy[in_vocab], energy[~in_vocab]),
     }
+    for name, values in {"max_probability": max_p, "energy": energy, **(extra_open_set or {})}.items():
+        values = np.asarray(values, float)
+        strict = choose_threshold(values[in_vocab], in_ok, values[~in_vocab], max_drop)
+        figures[f"ood_rejected_{name}"] = strict.ood_rejected
+        figures[f"auroc_{name}"] = auroc(values[in_vocab], values[~in_vocab])
+    block = {"temperature": round(temperature, 4), "unknown_threshold": round(choice.threshold, 4),
+             "score": method,
+             "fitted_on": "temperature: NLL on val_part (188 held-out Penn clips); threshold: the real-video "
+                          f"dev set (at most {max_drop:.0%} in-vocabulary top-1 lost)"}
+    return block, figures, per_clip
+
+
+def plot_confusions(scores: dict, per_clip: dict, folder: Path) -> None:
+    from posec3d.engine.metrics import confusion_matrix
+    from posec3d.engine.plots import plot_confusion
+
+    labels_txt, probs, labels = scores["labels"], scores["val_probs"], scores["val_labels"]
+    n = len(labels_txt)
+    plot_confusion(confusion_matrix(probs.argmax(1), labels, n), folder / "penn_action_confusion.png",
+                   labels_txt, f"val_part, {len(labels)} held-out Penn clips (10 clips x flip), row-normalised")
+    dev = [c for c in per_clip.values() if c["split"] == "penn"]
+    idx = {k: i for i, k in enumerate(labels_txt)}
+    plot_confusion(confusion_matrix(np.array([idx[c["top"]] for c in dev]), np.array([idx[c["label"]] for c in dev]), n),
+                   folder / "penn_action_dev_confusion.png", labels_txt,
+                   f"real-video dev set, {len(dev)} clips (MediaPipe poses), row-normalised")
+
+
+def write_result(path: Path, block: dict, figures: dict, per_clip: dict) -> None:
+    from posec3d.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps({"calibration": block, "figures": figures, "clips": per_clip}, indent=1))
+    print(f"wrote {path}: {block}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("-o", "--out", type=Path, default=REPO / "work_dirs/penn_action/calibration.json")
+    parser.add_argument("--figures", type=Path, help="Write the val_part and dev-set confusion matrices here.")
+    parser.add_argument("--scores", type=Path, help="Also keep every clip's scores here (.npz; fuse_streams.py reads "
+                                                     "them). Default: next to --out.")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    scores = score_model(args.config, args.checkpoint)
+    save_scores(args.scores or args.out.with_suffix(".scores.npz"), scores)
+    block, figures, per_clip = evaluate(scores, args.max_drop)
     print(json.dumps(figures, indent=1))
     if args.figures is not None:
-        from posec3d.engine.metrics import confusion_matrix
-        from posec3d.engine.plots import plot_confusion
-
-        n = len(rec.labels)
-        plot_confusion(confusion_matrix(probs.argmax(1), labels, n), args.figures / "penn_action_confusion.png",
-                       rec.labels, f"val_part, {len(val)} held-out Penn clips (10 clips x flip), row-normalised")
-        dev = [c for c in per_clip.values() if c["split"] == "penn"]
-        idx = {k: i for i, k in enumerate(rec.labels)}
-        plot_confusion(confusion_matrix(np.array([idx[c["top"]] for c in dev]), np.array([idx[c["label"]] for c in dev]), n),
-                       args.figures / "penn_action_dev_confusion.png", rec.labels,
-                       f"real-video dev set, {len(dev)} clips (MediaPipe poses), row-normalised")
-    block = {"temperature": round(temperature, 4), "unknown_threshold": round(choice.threshold, 4),
-             "score": "max_probability",
-             "fitted_on": "temperature: NLL on val_part (188 held-out Penn clips); threshold: the real-video "
-                          f"dev set (at most {args.max_drop:.0%} in-vocabulary top-1 lost)"}
-    atomic_write_text(args.out, json.dumps({"calibration": block, "figures": figures, "clips": per_clip}, indent=1))
-    print(f"wrote {args.out}: {block}")
+        plot_confusions(scores, per_clip, args.figures)
+    write_result(args.out, block, figures, per_clip)
 
 
 if __name__ == "__main__":

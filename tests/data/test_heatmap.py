@@ -196,6 +196,34 @@ def test_flip_is_mirror_with_swapped_channels():
     np.testing.assert_array_equal(flipped[:, 0], maps[:, 0, :, ::-1])
 
 
+@pytest.mark.parametrize("views", [None, (2, 3)])
+def test_joints_and_limbs_in_one_volume(views):
+    """with_kp + with_limb: the 17 joint maps, then one map per limb, each as the reference draws it;
+    the test-time flip mirrors both parts and swaps left/right joints and left/right limbs."""
+    from posec3d.data.transforms import GeneratePoseTarget
+
+    h, w = 16, 18
+    rng = np.random.default_rng(31)
+    kp, score = random_pose(rng, 2, 6, h, w)
+    limbs = [(0, 5), (0, 6), (5, 7), (6, 8), (11, 12)]
+    left_limb, right_limb = (0, 2), (1, 3)
+    gpt = GeneratePoseTarget(sigma=SIGMA, eps=EPS, with_kp=True, with_limb=True, skeletons=limbs, double=True,
+                             left_limb=left_limb, right_limb=right_limb)
+    got = gpt.generate(kp, score, (h, w), views)
+    joints, lmaps = ref_joints(kp, score, h, w), ref_limbs(kp, score, limbs, h, w)
+    want = np.concatenate([joints, lmaps], axis=1)  # (T, 17 + 5, H, W)
+    # The flip by hand: columns reversed, left/right channels exchanged in each part.
+    perm = list(range(17 + len(limbs)))
+    for a, b in list(zip(S.COCO17_LEFT_KP, S.COCO17_RIGHT_KP)) + [(17 + a, 17 + b) for a, b in zip(left_limb, right_limb)]:
+        perm[a], perm[b] = b, a
+    want = np.concatenate([want, want[:, perm, :, ::-1]])
+    if views is not None:  # FormatShape's (crops * clips, C, L, H, W)
+        want = want.reshape(2 * views[0], views[1], *want.shape[1:]).transpose(0, 2, 1, 3, 4)
+    assert got.shape == want.shape and got.shape[1] == 22  # channels: axis 1 in both layouts
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert got[:, 17:].max() > 0.1 and got[:, :17].max() > 0.1  # both parts drawn
+
+
 def _pipeline(gpt: dict, num_clips: int) -> list[dict]:
     return [dict(type="UniformSampleFrames", clip_len=16, num_clips=num_clips, test_mode=True),
             dict(type="PoseDecode"), dict(type="PoseCompact", hw_ratio=1.0, allow_imgpad=True),

@@ -141,6 +141,9 @@ def test_every_config_is_covered():
     extra = {"custom/template.py", "penn_action/x3d_shallow_penn_action.py",
              "penn_action/x3d_shallow_penn_action_finetune.py", "penn_action/x3d_shallow_penn_action_outliers.py",
              "penn_action/x3d_shallow_penn_action_t32_s48.py", "penn_action/x3d_shallow_penn_action_t32_s48_ft.py",
+             "penn_action/x3d_shallow_penn_action_joints_and_limbs.py",
+             "penn_action/x3d_shallow_penn_action_joints_and_limbs_finetune.py",
+             "penn_action/x3d_shallow_penn_action_limbs_only.py",
              "msr_action3d/layout_study/coco17_mapped.py", "msr_action3d/layout_study/native_kinect20.py"}
     assert set(SPEC_TABLE) | extra == names
 
@@ -314,3 +317,20 @@ def test_rgb_val_pipelines_on_the_real_ntu_video(name, shapes, ntu_samples, data
     assert float(out["imgs"].abs().max()) < 3.0  # normalised with the ImageNet mean / std, not 0..255
     if "heatmap_imgs" in shapes:
         assert float(out["heatmap_imgs"].max()) > 0.5
+
+
+@pytest.mark.parametrize("name, channels", [("penn_action/x3d_shallow_penn_action_joints_and_limbs.py", 17 + 14),
+                                            ("penn_action/x3d_shallow_penn_action_limbs_only.py", 14)])
+def test_penn_limb_configs_feed_their_network(name, channels, ntu_samples):
+    """The round-4 Penn configs on a real MediaPipe sample: 17 joint and/or 14 limb maps, which the
+    network's stem accepts; the flip view (test) has the same layout, mirrored."""
+    cfg = load_config(CONFIGS / name)
+    model = build_model(model_cfg(cfg)).eval()
+    sample = as_dataset_item(ntu_samples[1], test_mode=True)
+    val = Compose(pipeline_cfg(cfg, "val"))(dict(sample))["imgs"]
+    assert tuple(val.shape) == (1, channels, 16, 28, 28)
+    assert float(val[:, channels - 14:].amax()) > 0.5  # the limbs are drawn (the last 14 channels)
+    test = Compose(pipeline_cfg(cfg, "test"))(dict(sample))["imgs"]
+    assert tuple(test.shape) == (20, channels, 16, 28, 28)  # 10 clips x flip
+    with torch.inference_mode():
+        assert tuple(model.forward_test(val[None]).shape) == (1, 15)
