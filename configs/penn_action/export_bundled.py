@@ -27,28 +27,29 @@ CONFIG_HEADER = (
     "# The bundled penn-action model's config: a copy of the training config in configs/penn_action/\n"
     "# (see that file and docs/penn_action_model.md for the reasoning).\n\n")
 DESCRIPTION = ("X3D-shallow PoseC3D, 15 Penn Action classes, COCO-17 input (MediaPipe or Penn GT13 via "
-               "MapJoints), 16 frames x 28x28 heatmaps")
+               "MapJoints), 16 frames x 28x28 joint + limb heatmaps")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--notes", default="", help="How it was trained (split, epochs, validation top-1).")
-    parser.add_argument("--config", type=Path, default=CONFIG,
-                        help="Config to ship when the checkpoint has no run config.py next to it.")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="Config to ship, as written (readable, with its comments); default: the run's "
+                             "resolved config.py next to the checkpoint, else " + CONFIG.name)
     parser.add_argument("--calibration", type=Path, help="calibrate.py's JSON (its 'calibration' block is kept).")
     args = parser.parse_args()
 
     ckpt = read_checkpoint(args.checkpoint)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     old_meta = ckpt.get("meta") or {}
-    meta = {"name": "penn-action", "posec3d_version": __version__, "config": args.config.name,
+    run_config = args.checkpoint.parent / "config.py"
+    config = args.config or (run_config if run_config.is_file() else CONFIG)
+    meta = {"name": "penn-action", "posec3d_version": __version__, "config": config.name,
             "epoch": old_meta.get("epoch"), "iter": old_meta.get("iter"), "notes": args.notes}
     ZOO.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ZOO / "penn_action_x3d_shallow.pth", state, meta=meta)
-    # The config the run really used (the engine saves it resolved next to the checkpoints).
-    run_config = args.checkpoint.parent / "config.py"
-    body = (run_config if run_config.is_file() else args.config).read_text(encoding="utf-8")
+    body = config.read_text(encoding="utf-8")
     atomic_write_text(ZOO / "config.py", CONFIG_HEADER + body)
     shutil.copyfile(LABEL_MAP, ZOO / "label_map.txt")
     manifest = {"name": "penn-action", "description": DESCRIPTION, "config": "config.py",
