@@ -27,7 +27,7 @@ CONFIG_HEADER = (
     "# The bundled penn-action model's config: a copy of the training config in configs/penn_action/\n"
     "# (see that file and docs/penn_action_model.md for the reasoning).\n\n")
 DESCRIPTION = ("X3D-shallow PoseC3D, 15 Penn Action classes, COCO-17 input (MediaPipe or Penn GT13 via "
-               "MapJoints), 16 frames x 28x28 joint + limb heatmaps")
+               "MapJoints), 16 frames x 28x28 heatmaps")
 
 
 def main() -> None:
