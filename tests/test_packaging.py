@@ -28,7 +28,8 @@ def wheel(tmp_path_factory) -> Path:
     """One wheel built from a copy of the source tree (the checkout itself is left untouched)."""
     src = tmp_path_factory.mktemp("src") / "posec3d"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "work_dirs", "dev_clips", ".pytest_cache"))
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "work_dirs", "dev_clips", ".pytest_cache",
+        ".venv", "out"))
     out = tmp_path_factory.mktemp("wheel")
     isolation = [] if _build_backend_available() else ["--use-pep517"]  # else pip fetches the backend
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *(["--no-build-isolation"] if not isolation
