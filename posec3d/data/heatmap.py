@@ -63,8 +63,9 @@ class Layout:
                out: np.ndarray | None = None, canvas: "CanvasPool | None" = None) -> "Layout":
         """(T, C, H, W); with ``flip_perm`` (2T, C, H, W), the mirrored frames after the originals."""
         perm = None if flip_perm is None else tuple(int(p) for p in flip_perm)
-        plane, mirror, shape = _frame_tables(t, c, h, w, perm)
-        return cls(shape if out is None else out, plane, h, w, mirror, canvas)
+        # (T, C, H, W) is the views layout with T clips of one frame: the same plane offsets.
+        plane, mirror, shape = _view_tables(t, 1, c, h, w, perm)
+        return cls(shape[:2] + shape[3:] if out is None else out, plane, h, w, mirror, canvas)
 
     @classmethod
     def views(cls, num_clips: int, clip_len: int, c: int, h: int, w: int,
@@ -110,17 +111,6 @@ class Layout:
 
 # The plane offset tables depend only on the volume's geometry: made once per geometry (every
 # sample of a pipeline shares it), read-only so that no caller can change a shared table.
-@functools.lru_cache(maxsize=64)
-def _frame_tables(t: int, c: int, h: int, w: int, flip_perm: tuple[int, ...] | None):
-    size = h * w
-    plane = (np.arange(t)[:, None] * c + np.arange(c)) * size
-    mirror = None
-    if flip_perm is not None:
-        mirror = (t * c + np.arange(t)[:, None] * c + np.asarray(flip_perm)[None, :]) * size
-    shape = ((2 if flip_perm is not None else 1) * t, c, h, w)
-    return _read_only(plane), _read_only(mirror), shape
-
-
 @functools.lru_cache(maxsize=64)
 def _view_tables(num_clips: int, clip_len: int, c: int, h: int, w: int, flip_perm: tuple[int, ...] | None):
     size = h * w
