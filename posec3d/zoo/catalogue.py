@@ -139,7 +139,9 @@ def released_models() -> list[ReleasedModel]:
     if user_file:
         entries += _read(Path(user_file).expanduser().resolve(), user=True)
     seen: dict[str, ReleasedModel] = {}
-    bundled = _bundled_names()
+    from posec3d.zoo import list_models  # the package imports this module first
+
+    bundled = {m.name: m.config.parent for m in list_models()}
     for e in entries:
         if e.name in bundled:  # --model NAME takes the bundled model first: the entry could never be used
             raise ConfigError(f"{e.catalogue}: model name {e.name!r} is the bundled model's ({bundled[e.name]}); "
@@ -148,16 +150,6 @@ def released_models() -> list[ReleasedModel]:
             raise ConfigError(f"{e.catalogue}: model name {e.name!r} is already used by {seen[e.name].catalogue}")
         seen[e.name] = e
     return entries
-
-
-def _bundled_names() -> dict[str, Path]:
-    names = {}
-    for manifest in Path(__file__).resolve().parent.glob("*/model.json"):
-        try:
-            names[json.loads(manifest.read_text(encoding="utf-8"))["name"]] = manifest
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a broken manifest is reported by list_models(), where it is used
-    return names
 
 
 def find_released(name: str) -> ReleasedModel | None:
