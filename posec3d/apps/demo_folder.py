@@ -259,7 +259,7 @@ def write_reports(out_dir: Path, rows: list[dict], topk: int) -> tuple[Path, Pat
 
 def _classify_folder(video_dir: Path, out_dir: Path, *, model, config, checkpoint, label_map, device, num_clips,
                      annotations, topk: int, max_persons: int, max_frames, workers: int, render: bool,
-                     unknown_threshold, pool) -> list[dict]:
+                     unknown_threshold, pool, total: int) -> list[dict]:
     """`demo-folder` after its checks: load the recognizer, classify (and render) every video."""
     from posec3d.apps.progress import progress_bar
     from posec3d.stream import load_recognizer
@@ -278,7 +278,7 @@ def _classify_folder(video_dir: Path, out_dir: Path, *, model, config, checkpoin
 
     torch.set_num_threads(1)  # the recognizer is small; the cores go to pose estimation
     with (MediaPipePose(max_persons=max_persons) if workers == 1 else contextlib.nullcontext()) as estimator, \
-            progress_bar(len(find_videos(video_dir)), "videos") as update:
+            progress_bar(total, "videos") as update:
         rows = process_folder(video_dir, out_dir, recognizer, settings=settings, truth=truth, topk=topk,
                               max_frames=max_frames, max_persons=max_persons, progress=update,
                               estimator=estimator, workers=workers, render=render,
@@ -332,7 +332,7 @@ def demo_folder(
         rows = _classify_folder(video_dir, out_dir, model=model, config=config, checkpoint=checkpoint,
                                 label_map=label_map, device=device, num_clips=num_clips, annotations=annotations,
                                 topk=topk, max_persons=max_persons, max_frames=max_frames, workers=workers,
-                                render=video, unknown_threshold=unknown_threshold, pool=pool)
+                                render=video, unknown_threshold=unknown_threshold, pool=pool, total=len(videos))
         if pool is not None:
             pool.close_soon()  # the idle workers exit while the reports are written
         csv_path, xlsx_path = write_reports(out_dir, rows, topk)
