@@ -172,7 +172,6 @@ def describe(s: TrainSpeedups) -> str:
     return ", ".join(on) if on else "none"
 
 
-
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEPT_BLOCK, _KEPT_FREE = 1 << 30, 1 << 31
