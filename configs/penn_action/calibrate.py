@@ -12,6 +12,9 @@
    probability, as AUROC of in-vocabulary vs out-of-vocabulary clips; the dev set's mean-class
    accuracy; and the margin of the demo clip (the shared Kinetics clean_and_jerk) over its second
    class, so one run gives the four figures every candidate model is selected on.
+   Also the sliding windows `live` (48 frames every 16) and the web camera tab (24 every 8) classify:
+   the share of each in-vocabulary dev clip's windows labelled right, because a model can win on
+   whole clips and still be wrong on the phases of a repetition that live use sees (round 4).
 4. Every clip's raw scores are kept (``--scores``, next to ``--out`` by default), so that fusions of
    several models (``fuse_streams.py``) are scored by the same code without running them again.
 """
@@ -36,6 +39,7 @@ SPLITS = REPO / "work_dirs/penn_action/penn_action_splits.pkl"
 DEMO_CLIP = "clean_and_jerk__kinetics_clean_and_jerk"  # `posec3d demo`'s acceptance clip (issue 10)
 POSES = REPO / "work_dirs/penn_action/dev_poses"
 LABEL_MAP = REPO / "posec3d/zoo/penn_action/label_map.txt"
+WINDOWS = {"live": (48, 16), "camera": (24, 8)}  # `live`'s default and the web camera tab's
 
 
 def auroc(pos, neg) -> float:
@@ -62,7 +66,7 @@ def score_model(config: str, checkpoint: str) -> dict:
     person: ``dev_names``, ``dev_split`` (penn / ood), ``dev_label``, ``dev_probs`` (the test views'
     averaged probabilities, what ``demo`` ranks) and ``dev_logits`` (the views' averaged logits).
     """
-    from posec3d.engine.inference import ActionRecognizer, has_person, prepare_annotation
+    from posec3d.engine.inference import ActionRecognizer, has_person, prepare_annotation, slice_frames, sliding_windows
 
     rec = ActionRecognizer(config, checkpoint, LABEL_MAP)
     rec.temperature = 1.0  # raw scores: the temperature is fitted on them
@@ -73,6 +77,7 @@ def score_model(config: str, checkpoint: str) -> dict:
     out = {"labels": list(rec.labels), "val_probs": np.stack([rec.scores(a) for a in val]),
            "val_labels": np.array([a["label"] for a in val])}
     dev = {k: [] for k in ("dev_names", "dev_split", "dev_label", "dev_probs", "dev_logits")}
+    windows = {f"win_{kind}_{k}": [] for kind in WINDOWS for k in ("clip", "probs")}
     for name, row in {r["name"]: r for r in read_provenance()}.items():
         path = POSES / f"{name}.pkl"
         if not path.is_file():
@@ -87,7 +92,14 @@ def score_model(config: str, checkpoint: str) -> dict:
                            ("dev_probs", rec.scores_of_views(imgs[None].float())[0]),
                            ("dev_logits", view_logits(rec, imgs))):
             dev[key].append(value)
+        if row["split"] != "penn":
+            continue
+        for kind, (window, stride) in WINDOWS.items():
+            spans = sliding_windows(int(ann["total_frames"]), window, stride)
+            windows[f"win_{kind}_probs"].extend(rec.scores_batch([slice_frames(ann, s, e) for s, e in spans]))
+            windows[f"win_{kind}_clip"].extend([len(dev["dev_names"]) - 1] * len(spans))
     out.update({k: np.asarray(v) for k, v in dev.items()})
+    out.update({k: np.asarray(v) for k, v in windows.items()})
     return out
 
 
@@ -171,6 +183,21 @@ def evaluate(scores: dict, max_drop: float = 0.01, method: str = "max_probabilit
         "auroc_max_probability": auroc(max_p[in_vocab], max_p[~in_vocab]),
         "auroc_energy": auroc(energy[in_vocab], energy[~in_vocab]),
     }
+    for kind in WINDOWS:
+        if f"win_{kind}_probs" not in scores:  # (fusions of older score files)
+            continue
+        clip, hit = scores[f"win_{kind}_clip"], np.array(
+            [labels_txt[int(np.argmax(p))] == str(scores["dev_label"][c])
+             for p, c in zip(scores[f"win_{kind}_probs"], scores[f"win_{kind}_clip"])])
+        per_clip_share = [hit[clip == c].mean() for c in np.unique(clip)]
+        figures[f"windows_{kind}_top1"] = float(hit.mean())  # pooled over every window
+        figures[f"windows_{kind}_clip_mean"] = float(np.mean(per_clip_share))  # each clip counts once
+        # what `live` shows as "unknown" on in-vocabulary footage at the clip-level threshold
+        window_top = apply_temperature(scores[f"win_{kind}_probs"], temperature).max(1)
+        figures[f"windows_{kind}_unknown"] = float(np.mean(window_top < choice.threshold))
+        demo = np.flatnonzero(np.asarray(scores["dev_names"]) == DEMO_CLIP)
+        if demo.size:
+            figures[f"windows_{kind}_demo"] = f"{int(hit[clip == demo[0]].sum())}/{int((clip == demo[0]).sum())}"
     for name, values in {"max_probability": max_p, "energy": energy, **(extra_open_set or {})}.items():
         values = np.asarray(values, float)
         strict = choose_threshold(values[in_vocab], in_ok, values[~in_vocab], max_drop)
