@@ -29,13 +29,16 @@ from calibrate import evaluate, load_scores, plot_confusions, save_scores, write
 
 def fuse(a: dict, b: dict, weight: float) -> dict:
     out = dict(a)
-    for key in ("val_probs", "dev_probs", "dev_logits"):
+    # (the sliding-window scores too, when both files have them: same clips, same spans)
+    windows = [k for k in a if k.startswith("win_") and k.endswith("_probs") and k in b]
+    for key in ("val_probs", "dev_probs", "dev_logits", *windows):
         out[key] = (weight * a[key].astype(np.float64) + (1 - weight) * b[key].astype(np.float64)).astype(np.float32)
     return out
 
 
 def check_same_clips(a: dict, b: dict) -> None:
-    for key in ("labels", "val_labels", "dev_names", "dev_split", "dev_label"):
+    for key in ("labels", "val_labels", "dev_names", "dev_split", "dev_label",
+                *(k for k in a if k.startswith("win_") and k.endswith("_clip") and k in b)):
         if list(np.asarray(a[key]).tolist()) != list(np.asarray(b[key]).tolist()):
             raise SystemExit(f"the two score files differ in {key}: score both models on the same clips")
 
