@@ -39,7 +39,31 @@ SPLITS = REPO / "work_dirs/penn_action/penn_action_splits.pkl"
 DEMO_CLIP = "clean_and_jerk__kinetics_clean_and_jerk"  # `posec3d demo`'s acceptance clip (issue 10)
 POSES = REPO / "work_dirs/penn_action/dev_poses"
 LABEL_MAP = REPO / "posec3d/zoo/penn_action/label_map.txt"
-WINDOWS = {"live": (48, 16), "camera": (24, 8)}  # `live`'s default and the web camera tab's
+# (window, stride, seconds between the frames the tool sees; None = every frame): `live`'s default
+# on a video, and the web camera tab, which sends a frame every 0.15 s (web/pages.py), so that its
+# 24-frame window spans 3.6 s of the action, not 24 frames of a 30 fps file.
+WINDOWS = {"live": (48, 16, None), "camera": (24, 8, 0.15)}
+
+
+def frame_rate(row: dict, ann: dict) -> float:
+    import av
+
+    path = Path(ann.get("filename") or row.get("path", ""))
+    try:
+        with av.open(str(path)) as container:
+            return float(container.streams.video[0].average_rate or 30)
+    except (OSError, av.FFmpegError):
+        return 30.0  # the cached poses outlived the video: the common phone / web rate
+
+
+def every(ann: dict, step: float) -> dict:
+    """The frames a tool sampling every ``step`` source frames sees (the nearest frame each time)."""
+    idx = np.unique(np.round(np.arange(0, int(ann["total_frames"]), step)).astype(int))
+    idx = idx[idx < int(ann["total_frames"])]
+    out = dict(ann, keypoint=np.asarray(ann["keypoint"])[:, idx], total_frames=len(idx))
+    if ann.get("keypoint_score") is not None:
+        out["keypoint_score"] = np.asarray(ann["keypoint_score"])[:, idx]
+    return out
 
 
 def auroc(pos, neg) -> float:
@@ -94,9 +118,10 @@ def score_model(config: str, checkpoint: str) -> dict:
             dev[key].append(value)
         if row["split"] != "penn":
             continue
-        for kind, (window, stride) in WINDOWS.items():
-            spans = sliding_windows(int(ann["total_frames"]), window, stride)
-            windows[f"win_{kind}_probs"].extend(rec.scores_batch([slice_frames(ann, s, e) for s, e in spans]))
+        for kind, (window, stride, seconds) in WINDOWS.items():
+            seen = ann if seconds is None else every(ann, seconds * frame_rate(row, ann))
+            spans = sliding_windows(int(seen["total_frames"]), window, stride)
+            windows[f"win_{kind}_probs"].extend(rec.scores_batch([slice_frames(seen, s, e) for s, e in spans]))
             windows[f"win_{kind}_clip"].extend([len(dev["dev_names"]) - 1] * len(spans))
     out.update({k: np.asarray(v) for k, v in dev.items()})
     out.update({k: np.asarray(v) for k, v in windows.items()})
@@ -192,6 +217,11 @@ def evaluate(scores: dict, max_drop: float = 0.01, method: str = "max_probabilit
         per_clip_share = [hit[clip == c].mean() for c in np.unique(clip)]
         figures[f"windows_{kind}_top1"] = float(hit.mean())  # pooled over every window
         figures[f"windows_{kind}_clip_mean"] = float(np.mean(per_clip_share))  # each clip counts once
+        # what `live` shows: StreamRecognizer's label is the mean of a person's last 3 windows' scores
+        smoothed = np.array([labels_txt[int(np.argmax(scores[f"win_{kind}_probs"][max(0, i - 2):i + 1][
+            clip[max(0, i - 2):i + 1] == clip[i]].mean(0)))] == str(scores["dev_label"][clip[i]])
+            for i in range(len(clip))])
+        figures[f"windows_{kind}_smoothed_top1"] = float(smoothed.mean())
         # what `live` shows as "unknown" on in-vocabulary footage at the clip-level threshold
         window_top = apply_temperature(scores[f"win_{kind}_probs"], temperature).max(1)
         figures[f"windows_{kind}_unknown"] = float(np.mean(window_top < choice.threshold))
