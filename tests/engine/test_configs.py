@@ -144,6 +144,10 @@ def test_every_config_is_covered():
              "penn_action/x3d_shallow_penn_action_joints_and_limbs.py",
              "penn_action/x3d_shallow_penn_action_joints_and_limbs_finetune.py",
              "penn_action/x3d_shallow_penn_action_limbs_only.py",
+             "penn_action/x3d_shallow_penn_action_windows.py", "penn_action/x3d_shallow_penn_action_windows_finetune.py",
+             "penn_action/x3d_shallow_penn_action_windows_outliers.py",
+             "penn_action/x3d_shallow_penn_action_joints_and_limbs_windows.py",
+             "penn_action/x3d_shallow_penn_action_joints_and_limbs_windows_finetune.py",
              "msr_action3d/layout_study/coco17_mapped.py", "msr_action3d/layout_study/native_kinect20.py"}
     assert set(SPEC_TABLE) | extra == names
 
