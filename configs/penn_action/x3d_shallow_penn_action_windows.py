@@ -1,39 +1,17 @@
-# Window-robust variant (issue 10, round 5): the same recipe, but every training clip is sampled
-# inside a random sub-window of 40-100 % of the video (UniformSampleFrames p_interval), because
-# `live`, the camera tab and the demo timelines classify 24-48-frame windows, i.e. a phase of a
-# repetition, not the whole Penn clip the model otherwise sees in training.
-#
-# X3D-shallow PoseC3D for Penn Action (15 classes), the bundled `penn-action` model.
-#
-# Input is what the embedded MediaPipe estimator produces: COCO-17 keypoints. Penn Action's 13
-# ground-truth joints are put into the COCO-17 slots inside the pipeline (MapJoints), so the
-# same config evaluates Penn pickles (V=13) and classifies MediaPipe poses (V=17).
-# Penn's odd indices are the subject's RIGHT side (see shared/data/README.md), hence the map
-# below: COCO left_shoulder (5) <- Penn 2, right_shoulder (6) <- Penn 1, and so on.
-# The eyes and ears (COCO 1-4) do not exist in Penn, so they are dropped for every input,
-# MediaPipe's included: training and inference then see the same 13 points.
-#
+# Window-robust variant (issue 10, round 5) of x3d_shallow_penn_action.py, the stage-1 recipe: the
+# same config, but every training clip is sampled inside a random sub-window of 40-100 % of the
+# video (UniformSampleFrames p_interval), because `live`, the camera tab and the demo timelines
+# classify 24-48-frame windows, i.e. a phase of a repetition, not the whole Penn clip the model
+# otherwise sees in training. Only the train pipeline, the schedule length and the work dir differ.
+_base_ = 'x3d_shallow_penn_action.py'
 
-# Training data: `python configs/penn_action/make_splits.py` writes the split file below
-# (train = official training split; train_part / val_part = a stratified 85/15 carve-out).
-
+# (the base's names the train pipeline uses: a config file cannot read its base's variables)
 penn_to_coco17 = [0, -1, -1, -1, -1, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]
 face_points = [1, 2, 3, 4]
 left_kp = [1, 3, 5, 7, 9, 11, 13, 15]
 right_kp = [2, 4, 6, 8, 10, 12, 14, 16]
 clip_len = 16
 size = 28
-
-model = dict(
-    type='Recognizer3D',
-    backbone=dict(
-        type='X3D', gamma_d=1, in_channels=17, base_channels=24, num_stages=3,
-        se_ratio=None, use_swish=False, stage_blocks=(2, 5, 3), spatial_strides=(2, 2, 2)),
-    cls_head=dict(type='I3DHead', in_channels=216, num_classes=15, dropout=0.5),
-    test_cfg=dict(average_clips='prob'))
-
-dataset_type = 'PoseDataset'
-ann_file = 'work_dirs/penn_action/penn_action_splits.pkl'
 map_joints = dict(type='MapJoints', mappings={13: penn_to_coco17}, drop=face_points)
 train_pipeline = [
     map_joints,
@@ -51,48 +29,6 @@ train_pipeline = [
     dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
     dict(type='ToTensor', keys=['imgs', 'label'])
 ]
-val_pipeline = [
-    map_joints,
-    dict(type='UniformSampleFrames', clip_len=clip_len, num_clips=1, test_mode=True),
-    dict(type='PoseDecode'),
-    dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
-    dict(type='Resize', scale=(size, size), keep_ratio=False),
-    dict(type='GeneratePoseTarget', sigma=0.6, use_score=True, with_kp=True, with_limb=False),
-    dict(type='FormatShape', input_format='NCTHW_Heatmap'),
-    dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
-    dict(type='ToTensor', keys=['imgs'])
-]
-test_pipeline = [
-    map_joints,
-    dict(type='UniformSampleFrames', clip_len=clip_len, num_clips=10, test_mode=True),
-    dict(type='PoseDecode'),
-    dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
-    dict(type='Resize', scale=(size, size), keep_ratio=False),
-    dict(type='GeneratePoseTarget', sigma=0.6, use_score=True, with_kp=True, with_limb=False,
-         double=True, left_kp=left_kp, right_kp=right_kp),
-    dict(type='FormatShape', input_format='NCTHW_Heatmap'),
-    dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
-    dict(type='ToTensor', keys=['imgs'])
-]
-data = dict(
-    videos_per_gpu=8,
-    workers_per_gpu=1,
-    test_dataloader=dict(videos_per_gpu=1),
-    train=dict(
-        type='RepeatDataset',
-        times=1,
-        dataset=dict(type=dataset_type, ann_file=ann_file, split='train_part', pipeline=train_pipeline)),
-    val=dict(type=dataset_type, ann_file=ann_file, split='val_part', pipeline=val_pipeline),
-    test=dict(type=dataset_type, ann_file=ann_file, split='val_part', pipeline=test_pipeline))
-# SGD as in pyskl; a short CPU schedule (20 passes, batch 8), so a higher lr than linear scaling gives.
-optimizer = dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=0.0003)
-optimizer_config = dict(grad_clip=dict(max_norm=40, norm_type=2))
-lr_config = dict(policy='CosineAnnealing', by_epoch=False, min_lr=0)
+data = dict(train=dict(dataset=dict(pipeline=train_pipeline)))
 total_epochs = 28
-checkpoint_config = dict(interval=1)
-evaluation = dict(interval=1, metrics=['top_k_accuracy', 'mean_class_accuracy'])
-log_config = dict(interval=10, hooks=[dict(type='TextLoggerHook')])
-log_level = 'INFO'
-load_from = None
-resume_from = None
 work_dir = './work_dirs/penn_action/r5/j_win'
