@@ -39,31 +39,46 @@ SPLITS = REPO / "work_dirs/penn_action/penn_action_splits.pkl"
 DEMO_CLIP = "clean_and_jerk__kinetics_clean_and_jerk"  # `posec3d demo`'s acceptance clip (issue 10)
 POSES = REPO / "work_dirs/penn_action/dev_poses"
 LABEL_MAP = REPO / "posec3d/zoo/penn_action/label_map.txt"
-# (window, stride, seconds between the frames the tool sees; None = every frame): `live`'s default
-# on a video, and the web camera tab, which sends a frame every 0.15 s (web/pages.py), so that its
-# 24-frame window spans 3.6 s of the action, not 24 frames of a 30 fps file.
-WINDOWS = {"live": (48, 16, None), "camera": (24, 8, 0.15)}
+WINDOWS = ("live", "camera")
 
 
-def frame_rate(row: dict, ann: dict) -> float:
-    import av
+def frame_rate(ann: dict) -> float:
+    from posec3d.errors import VideoError
+    from posec3d.pose.video import VideoReader
 
-    path = Path(ann.get("filename") or row.get("path", ""))
     try:
-        with av.open(str(path)) as container:
-            return float(container.streams.video[0].average_rate or 30)
-    except (OSError, av.FFmpegError):
+        with VideoReader(ann["filename"]) as video:
+            return video.fps or 30.0
+    except VideoError:
         return 30.0  # the cached poses outlived the video: the common phone / web rate
 
 
-def every(ann: dict, step: float) -> dict:
-    """The frames a tool sampling every ``step`` source frames sees (the nearest frame each time)."""
-    idx = np.unique(np.round(np.arange(0, int(ann["total_frames"]), step)).astype(int))
-    idx = idx[idx < int(ann["total_frames"])]
-    out = dict(ann, keypoint=np.asarray(ann["keypoint"])[:, idx], total_frames=len(idx))
-    if ann.get("keypoint_score") is not None:
-        out["keypoint_score"] = np.asarray(ann["keypoint_score"])[:, idx]
+def window_samples(rec, ann: dict) -> dict[str, list[dict]]:
+    """The windows each tool classifies on a clip: `live`'s default windows over every frame
+    (``default_window``: 3 model clips every clip), and the web camera tab's over the frames it
+    sends (one every ``CAMERA_FRAME_EVERY_S``), so that its 24-frame window spans 3.6 s of the
+    action, not 24 frames of a 30 fps file."""
+    from posec3d.engine.inference import frames_every, slice_frames, sliding_windows
+    from posec3d.stream import default_window
+    from posec3d.web.pages import CAMERA_FRAME_EVERY_S, CAMERA_STRIDE, CAMERA_WINDOW
+
+    sent = frames_every(ann, CAMERA_FRAME_EVERY_S * frame_rate(ann))
+    out = {}
+    for kind, seen, (window, stride) in (("live", ann, default_window(rec)),
+                                         ("camera", sent, (CAMERA_WINDOW, CAMERA_STRIDE))):
+        out[kind] = [slice_frames(seen, s, e) for s, e in sliding_windows(int(seen["total_frames"]), window, stride)]
     return out
+
+
+def smoothed_top(probs: np.ndarray, clip: np.ndarray, last: int) -> np.ndarray:
+    """The top class of the mean of each window's and the ``last - 1`` windows before it of the same
+    clip: what `live` shows (``StreamRecognizer`` smooths a person's label so)."""
+    tops = np.empty(len(probs), int)
+    for c in np.unique(clip):
+        rows = np.flatnonzero(clip == c)
+        for j, i in enumerate(rows):
+            tops[i] = int(np.argmax(probs[rows[max(0, j - last + 1):j + 1]].mean(0)))
+    return tops
 
 
 def auroc(pos, neg) -> float:
@@ -90,7 +105,7 @@ def score_model(config: str, checkpoint: str) -> dict:
     person: ``dev_names``, ``dev_split`` (penn / ood), ``dev_label``, ``dev_probs`` (the test views'
     averaged probabilities, what ``demo`` ranks) and ``dev_logits`` (the views' averaged logits).
     """
-    from posec3d.engine.inference import ActionRecognizer, has_person, prepare_annotation, slice_frames, sliding_windows
+    from posec3d.engine.inference import ActionRecognizer, has_person, prepare_annotation
 
     rec = ActionRecognizer(config, checkpoint, LABEL_MAP)
     rec.temperature = 1.0  # raw scores: the temperature is fitted on them
@@ -118,11 +133,9 @@ def score_model(config: str, checkpoint: str) -> dict:
             dev[key].append(value)
         if row["split"] != "penn":
             continue
-        for kind, (window, stride, seconds) in WINDOWS.items():
-            seen = ann if seconds is None else every(ann, seconds * frame_rate(row, ann))
-            spans = sliding_windows(int(seen["total_frames"]), window, stride)
-            windows[f"win_{kind}_probs"].extend(rec.scores_batch([slice_frames(seen, s, e) for s, e in spans]))
-            windows[f"win_{kind}_clip"].extend([len(dev["dev_names"]) - 1] * len(spans))
+        for kind, samples in window_samples(rec, ann).items():
+            windows[f"win_{kind}_probs"].extend(rec.scores_batch(samples))
+            windows[f"win_{kind}_clip"].extend([len(dev["dev_names"]) - 1] * len(samples))
     out.update({k: np.asarray(v) for k, v in dev.items()})
     out.update({k: np.asarray(v) for k, v in windows.items()})
     return out
@@ -163,6 +176,7 @@ def evaluate(scores: dict, max_drop: float = 0.01, method: str = "max_probabilit
     """
     from posec3d.engine.calibration import (apply_temperature, choose_threshold, energy_score, fit_temperature,
                                              nll, open_set_figures)
+    from posec3d.stream.core import SMOOTHING
 
     labels_txt = scores["labels"]
     probs, labels = scores["val_probs"].astype(np.float64), scores["val_labels"]
@@ -208,24 +222,19 @@ def evaluate(scores: dict, max_drop: float = 0.01, method: str = "max_probabilit
         "auroc_max_probability": auroc(max_p[in_vocab], max_p[~in_vocab]),
         "auroc_energy": auroc(energy[in_vocab], energy[~in_vocab]),
     }
+    demo = np.flatnonzero(np.asarray(scores["dev_names"]) == DEMO_CLIP)
     for kind in WINDOWS:
         if f"win_{kind}_probs" not in scores:  # (fusions of older score files)
             continue
-        clip, hit = scores[f"win_{kind}_clip"], np.array(
-            [labels_txt[int(np.argmax(p))] == str(scores["dev_label"][c])
-             for p, c in zip(scores[f"win_{kind}_probs"], scores[f"win_{kind}_clip"])])
-        per_clip_share = [hit[clip == c].mean() for c in np.unique(clip)]
+        win_probs, clip = scores[f"win_{kind}_probs"], scores[f"win_{kind}_clip"]
+        truth = np.array([labels_txt.index(str(scores["dev_label"][c])) for c in clip])  # in-vocabulary clips only
+        hit = win_probs.argmax(1) == truth
         figures[f"windows_{kind}_top1"] = float(hit.mean())  # pooled over every window
-        figures[f"windows_{kind}_clip_mean"] = float(np.mean(per_clip_share))  # each clip counts once
-        # what `live` shows: StreamRecognizer's label is the mean of a person's last 3 windows' scores
-        smoothed = np.array([labels_txt[int(np.argmax(scores[f"win_{kind}_probs"][max(0, i - 2):i + 1][
-            clip[max(0, i - 2):i + 1] == clip[i]].mean(0)))] == str(scores["dev_label"][clip[i]])
-            for i in range(len(clip))])
-        figures[f"windows_{kind}_smoothed_top1"] = float(smoothed.mean())
+        figures[f"windows_{kind}_clip_mean"] = float(np.mean([hit[clip == c].mean() for c in np.unique(clip)]))
+        figures[f"windows_{kind}_smoothed_top1"] = float(np.mean(smoothed_top(win_probs, clip, SMOOTHING) == truth))
         # what `live` shows as "unknown" on in-vocabulary footage at the clip-level threshold
-        window_top = apply_temperature(scores[f"win_{kind}_probs"], temperature).max(1)
+        window_top = apply_temperature(win_probs, temperature).max(1)
         figures[f"windows_{kind}_unknown"] = float(np.mean(window_top < choice.threshold))
-        demo = np.flatnonzero(np.asarray(scores["dev_names"]) == DEMO_CLIP)
         if demo.size:
             figures[f"windows_{kind}_demo"] = f"{int(hit[clip == demo[0]].sum())}/{int((clip == demo[0]).sum())}"
     for name, values in {"max_probability": max_p, "energy": energy, **(extra_open_set or {})}.items():

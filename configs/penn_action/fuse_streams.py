@@ -24,13 +24,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from calibrate import evaluate, load_scores, plot_confusions, save_scores, write_result  # noqa: E402
+from calibrate import WINDOWS, evaluate, load_scores, plot_confusions, save_scores, write_result  # noqa: E402
 
 
 def fuse(a: dict, b: dict, weight: float) -> dict:
     out = dict(a)
     # (the sliding-window scores too, when both files have them: same clips, same spans)
-    windows = [k for k in a if k.startswith("win_") and k.endswith("_probs") and k in b]
+    windows = [f"win_{kind}_probs" for kind in WINDOWS if f"win_{kind}_probs" in a and f"win_{kind}_probs" in b]
     for key in ("val_probs", "dev_probs", "dev_logits", *windows):
         out[key] = (weight * a[key].astype(np.float64) + (1 - weight) * b[key].astype(np.float64)).astype(np.float32)
     return out
@@ -38,7 +38,7 @@ def fuse(a: dict, b: dict, weight: float) -> dict:
 
 def check_same_clips(a: dict, b: dict) -> None:
     for key in ("labels", "val_labels", "dev_names", "dev_split", "dev_label",
-                *(k for k in a if k.startswith("win_") and k.endswith("_clip") and k in b)):
+                *(f"win_{kind}_clip" for kind in WINDOWS if f"win_{kind}_clip" in a and f"win_{kind}_clip" in b)):
         if list(np.asarray(a[key]).tolist()) != list(np.asarray(b[key]).tolist()):
             raise SystemExit(f"the two score files differ in {key}: score both models on the same clips")
 

@@ -212,14 +212,27 @@ def person_frames(annotation: Mapping, person: int) -> int:
     return int((np.asarray(score)[person] > 0).any(axis=-1).sum())
 
 
-def slice_frames(annotation: Mapping, start: int, end: int) -> dict:
-    """Frames ``start`` .. ``end - 1`` of an annotation (a new dict; arrays are views)."""
+def take_frames(annotation: Mapping, frames) -> dict:
+    """The ``frames`` (a slice or an array of frame indices) of an annotation, as a new dict."""
     out = dict(annotation)
-    out["keypoint"] = np.asarray(annotation["keypoint"])[:, start:end]
+    out["keypoint"] = np.asarray(annotation["keypoint"])[:, frames]
     if annotation.get("keypoint_score") is not None:
-        out["keypoint_score"] = np.asarray(annotation["keypoint_score"])[:, start:end]
+        out["keypoint_score"] = np.asarray(annotation["keypoint_score"])[:, frames]
     out["total_frames"] = int(out["keypoint"].shape[1])
     return out
+
+
+def slice_frames(annotation: Mapping, start: int, end: int) -> dict:
+    """Frames ``start`` .. ``end - 1`` of an annotation (a new dict; arrays are views)."""
+    return take_frames(annotation, slice(start, end))
+
+
+def frames_every(annotation: Mapping, step: float) -> dict:
+    """The frames a client that takes one every ``step`` source frames sees (the nearest each time):
+    e.g. the web camera tab, which sends a frame every 0.15 s, i.e. every 4.5 frames of a 30 fps video."""
+    total = int(annotation["total_frames"])
+    index = np.unique(np.round(np.arange(0, total, step)).astype(int))
+    return take_frames(annotation, index[index < total])
 
 
 def sliding_windows(total: int, window: int, stride: int) -> list[tuple[int, int]]:

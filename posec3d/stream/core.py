@@ -29,6 +29,8 @@ from posec3d.stream.labels import is_unknown, resolve_unknown_threshold
 MIN_PERSON_FRAMES = 8
 #: frames are downscaled to this short side before pose estimation (as ``pose.extract`` does)
 POSE_SHORT_SIDE = 540
+#: a person's label is the mean of the scores of their last this many windows
+SMOOTHING = 3
 
 
 def default_window(recognizer) -> tuple[int, int]:
@@ -117,7 +119,7 @@ class StreamRecognizer:
     """
 
     def __init__(self, recognizer, *, estimator=None, window: Optional[int] = None, stride: Optional[int] = None,
-                 max_persons: int = 2, unknown_threshold: Optional[float] = None, smoothing: int = 3,
+                 max_persons: int = 2, unknown_threshold: Optional[float] = None, smoothing: int = SMOOTHING,
                  asynchronous: bool = False, max_pending: int = 2, keep_history: bool = False) -> None:
         from posec3d.pose.tracking import PoseTracker
 

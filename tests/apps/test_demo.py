@@ -16,6 +16,7 @@ from posec3d.apps.cli import app
 from posec3d.engine.inference import (
     ActionRecognizer,
     WindowPrediction,
+    frames_every,
     Prediction,
     select_person,
     slice_frames,
@@ -71,6 +72,19 @@ def test_select_person_and_slice_frames():
     part = slice_frames(ann, 3, 7)
     assert part["total_frames"] == 4 and (part["keypoint"] == kp[:, 3:7]).all()
     assert ann["total_frames"] == 10  # the input is untouched
+
+
+def test_frames_every_takes_the_nearest_frame_each_step_and_stays_inside_the_clip():
+    """What a client sending one frame every ``step`` source frames delivers (the camera tab: one per 0.15 s)."""
+    kp = np.arange(1 * 10 * 17 * 2, dtype=np.float32).reshape(1, 10, 17, 2)
+    score = np.arange(10 * 17, dtype=np.float32).reshape(1, 10, 17)
+    ann = {"keypoint": kp, "keypoint_score": score, "total_frames": 10, "img_shape": (100, 100)}
+    every_2_5 = frames_every(ann, 2.5)  # 0, 2.5, 5, 7.5 -> frames 0, 2, 5, 8 (numpy rounds half to even)
+    assert every_2_5["total_frames"] == 4
+    assert (every_2_5["keypoint"] == kp[:, [0, 2, 5, 8]]).all() and (every_2_5["keypoint_score"] == score[:, [0, 2, 5, 8]]).all()
+    every_3_2 = frames_every(ann, 3.2)  # 0, 3.2, 6.4, 9.6 -> 0, 3, 6 and 10, which is past the last frame
+    assert (every_3_2["keypoint"] == kp[:, [0, 3, 6]]).all() and every_3_2["total_frames"] == 3
+    assert frames_every(ann, 1)["total_frames"] == 10
 
 
 def test_user_checkpoint_matches_mmaction2(golden, data_dir):

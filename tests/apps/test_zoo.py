@@ -14,9 +14,11 @@ import torch
 from typer.testing import CliRunner
 
 from posec3d.apps.cli import app
-from posec3d.engine.inference import ActionRecognizer
+from posec3d.engine.inference import ActionRecognizer, frames_every
 from posec3d.data.transforms import PoseNoise
 from posec3d.errors import ConfigError
+from posec3d.pose.video import VideoReader
+from posec3d.stream import default_window
 from posec3d.zoo import list_models, read_label_map, resolve_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,33 +109,23 @@ def test_bundled_model_on_real_mediapipe_poses(data_dir):
     assert top[0].score >= rec.unknown_threshold  # and not reported as unknown
 
 
-def _frames_every(annotation: dict, step: float) -> dict:
-    """The frames a client sending one frame every ``step`` source frames delivers."""
-    idx = np.unique(np.round(np.arange(0, annotation["total_frames"], step)).astype(int))
-    out = dict(annotation, keypoint=annotation["keypoint"][:, idx], total_frames=len(idx))
-    out["keypoint_score"] = annotation["keypoint_score"][:, idx]
-    return out
-
-
 @pytest.mark.parametrize("tool", ["live", "camera"])
 def test_bundled_model_labels_the_clips_windows_as_live_and_the_camera_tab_see_them(data_dir, tool):
     """`live` (48 frames every 16 of the video) and the web camera tab (24 frames every 8 of the
     frames it sends, one per 0.15 s) label sliding windows, not whole clips. A joint + limb model of
     round 4 that was better on whole clips called 3 of the 17 live windows of the clean-and-jerk clip
     right (baseball_swing, pullup): whole-clip figures alone do not choose a model for live use."""
-    import av
-
     with open(data_dir / "skeleton/k400_mediapipe_coco17_samples.pkl", "rb") as f:
         poses = {a["frame_dir"]: a for a in pickle.load(f)["annotations"]}["stgcn_clean_and_jerk"]
     rec = ActionRecognizer.from_bundled("penn-action")
     if tool == "live":
+        assert default_window(rec) == (48, 16)
         windows, at_least = rec.predict_windows(poses, 48, 16), 12  # the shipped model: 14 of 17
     else:
         from posec3d.web.pages import CAMERA_FRAME_EVERY_S, CAMERA_STRIDE, CAMERA_WINDOW
 
-        with av.open(str(data_dir / "videos/kinetics/clean_and_jerk.mp4")) as video:
-            fps = float(video.streams.video[0].average_rate)
-        sent = _frames_every(poses, CAMERA_FRAME_EVERY_S * fps)
+        with VideoReader(data_dir / "videos/kinetics/clean_and_jerk.mp4") as video:
+            sent = frames_every(poses, CAMERA_FRAME_EVERY_S * video.fps)
         windows, at_least = rec.predict_windows(sent, CAMERA_WINDOW, CAMERA_STRIDE), 5  # of 7
     labels = [w.top.label for w in windows]
     assert sum(label == "clean_and_jerk" for label in labels) >= at_least, labels
