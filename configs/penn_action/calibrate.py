@@ -98,6 +98,21 @@ def view_logits(rec, imgs: torch.Tensor) -> np.ndarray:
         rec.model.average_clips = before
 
 
+def dev_clips():
+    """(provenance row, cached MediaPipe poses) of every dev clip whose poses are cached and show a
+    person, in provenance order (a name listed twice counts once)."""
+    from posec3d.engine.inference import has_person
+
+    for name, row in {r["name"]: r for r in read_provenance()}.items():
+        path = POSES / f"{name}.pkl"
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            ann = pickle.load(f)  # cached by dev_set/evaluate.py
+        if has_person(ann):
+            yield row, ann
+
+
 def score_model(config: str, checkpoint: str) -> dict:
     """Every number the figures need, per clip, before any calibration (temperature 1).
 
@@ -105,7 +120,7 @@ def score_model(config: str, checkpoint: str) -> dict:
     person: ``dev_names``, ``dev_split`` (penn / ood), ``dev_label``, ``dev_probs`` (the test views'
     averaged probabilities, what ``demo`` ranks) and ``dev_logits`` (the views' averaged logits).
     """
-    from posec3d.engine.inference import ActionRecognizer, has_person, prepare_annotation
+    from posec3d.engine.inference import ActionRecognizer, prepare_annotation
 
     rec = ActionRecognizer(config, checkpoint, LABEL_MAP)
     rec.temperature = 1.0  # raw scores: the temperature is fitted on them
@@ -117,14 +132,8 @@ def score_model(config: str, checkpoint: str) -> dict:
            "val_labels": np.array([a["label"] for a in val])}
     dev = {k: [] for k in ("dev_names", "dev_split", "dev_label", "dev_probs", "dev_logits")}
     windows = {f"win_{kind}_{k}": [] for kind in WINDOWS for k in ("clip", "probs")}
-    for name, row in {r["name"]: r for r in read_provenance()}.items():
-        path = POSES / f"{name}.pkl"
-        if not path.is_file():
-            continue
-        with open(path, "rb") as f:
-            ann = pickle.load(f)  # cached by dev_set/evaluate.py
-        if not has_person(ann):
-            continue
+    for row, ann in dev_clips():
+        name = row["name"]
         imgs = rec.pipeline(prepare_annotation(ann))["imgs"]
         imgs = imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs))
         for key, value in (("dev_names", name), ("dev_split", row["split"]), ("dev_label", row["label"]),

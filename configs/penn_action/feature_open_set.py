@@ -32,9 +32,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "dev_set"))
-from calibrate import LABEL_MAP, POSES, REPO, SPLITS, auroc  # noqa: E402
-from layout import read_provenance  # noqa: E402
+from calibrate import LABEL_MAP, REPO, SPLITS, auroc, dev_clips  # noqa: E402
 
 OUTLIERS = REPO / "work_dirs/penn_action/penn_outliers.pkl"
 
@@ -62,8 +60,6 @@ class FeatureReader:
 
 
 def collect(reader: FeatureReader) -> dict:
-    from posec3d.engine.inference import has_person
-
     with open(SPLITS, "rb") as f:
         data = pickle.load(f)  # written by make_splits.py
     by_id = {a["frame_dir"]: a for a in data["annotations"]}
@@ -75,14 +71,7 @@ def collect(reader: FeatureReader) -> dict:
         out[f"{split}_labels"] = np.array([by_id[i]["label"] for i in data["split"][split]])
         print(f"{split}: {len(rows)} clips", flush=True)
     dev = {k: [] for k in ("names", "split", "label", "feats", "probs")}
-    for row in read_provenance():
-        path = POSES / f"{row['name']}.pkl"
-        if not path.is_file():
-            continue
-        with open(path, "rb") as f:
-            ann = pickle.load(f)  # cached by dev_set/evaluate.py
-        if not has_person(ann):
-            continue
+    for row, ann in dev_clips():
         feats, probs = reader(ann)
         for key, value in (("names", row["name"]), ("split", row["split"]), ("label", row["label"]),
                            ("feats", feats), ("probs", probs)):
