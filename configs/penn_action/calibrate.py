@@ -280,12 +280,19 @@ def write_result(path: Path, block: dict, figures: dict, per_clip: dict) -> None
     print(f"wrote {path}: {block}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def model_parser(doc: str, default_out: Path) -> argparse.ArgumentParser:
+    """The arguments every script that scores one model on val_part and the dev set takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config")
     parser.add_argument("checkpoint")
-    parser.add_argument("--max-drop", type=float, default=0.01)
-    parser.add_argument("-o", "--out", type=Path, default=REPO / "work_dirs/penn_action/calibration.json")
+    parser.add_argument("--max-drop", type=float, default=0.01,
+                        help="In-vocabulary top-1 the unknown threshold may cost on the dev set (default 1 point).")
+    parser.add_argument("-o", "--out", type=Path, default=default_out)
+    return parser
+
+
+def main() -> None:
+    parser = model_parser(__doc__, REPO / "work_dirs/penn_action/calibration.json")
     parser.add_argument("--figures", type=Path, help="Write the val_part and dev-set confusion matrices here.")
     parser.add_argument("--scores", type=Path, help="Also keep every clip's scores here (.npz; fuse_streams.py reads "
                                                      "them). Default: next to --out.")

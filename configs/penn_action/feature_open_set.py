@@ -20,7 +20,6 @@ correctly labelled in-vocabulary clips (then after losing 1, 2, 3 of them, to sh
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import pickle
@@ -32,7 +31,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from calibrate import LABEL_MAP, REPO, SPLITS, auroc, dev_clips  # noqa: E402
+from calibrate import LABEL_MAP, REPO, SPLITS, auroc, dev_clips, model_parser  # noqa: E402
 
 OUTLIERS = REPO / "work_dirs/penn_action/penn_outliers.pkl"
 
@@ -139,11 +138,7 @@ def measure(feats: dict, max_drop: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config")
-    parser.add_argument("checkpoint")
-    parser.add_argument("--max-drop", type=float, default=0.01)
-    parser.add_argument("-o", "--out", type=Path, default=REPO / "work_dirs/penn_action/feature_open_set.json")
+    parser = model_parser(__doc__, REPO / "work_dirs/penn_action/feature_open_set.json")
     parser.add_argument("--reuse", action="store_true", help="Score the features kept next to --out (.feats.npz) "
                                                               "by an earlier run instead of computing them.")
     args = parser.parse_args()
