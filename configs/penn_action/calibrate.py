@@ -120,7 +120,7 @@ def score_model(config: str, checkpoint: str) -> dict:
     person: ``dev_names``, ``dev_split`` (penn / ood), ``dev_label``, ``dev_probs`` (the test views'
     averaged probabilities, what ``demo`` ranks) and ``dev_logits`` (the views' averaged logits).
     """
-    from posec3d.engine.inference import ActionRecognizer, prepare_annotation
+    from posec3d.engine.inference import ActionRecognizer
 
     rec = ActionRecognizer(config, checkpoint, LABEL_MAP)
     rec.temperature = 1.0  # raw scores: the temperature is fitted on them
@@ -134,8 +134,7 @@ def score_model(config: str, checkpoint: str) -> dict:
     windows = {f"win_{kind}_{k}": [] for kind in WINDOWS for k in ("clip", "probs")}
     for row, ann in dev_clips():
         name = row["name"]
-        imgs = rec.pipeline(prepare_annotation(ann))["imgs"]
-        imgs = imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs))
+        imgs = rec.views(ann)
         for key, value in (("dev_names", name), ("dev_split", row["split"]), ("dev_label", row["label"]),
                            ("dev_probs", rec.scores_of_views(imgs[None].float())[0]),
                            ("dev_logits", view_logits(rec, imgs))):

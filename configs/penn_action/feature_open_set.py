@@ -49,12 +49,8 @@ class FeatureReader:
 
     def __call__(self, annotation: dict) -> tuple[np.ndarray, np.ndarray]:
         """(features averaged over the test views, the views' averaged probabilities) of one clip."""
-        from posec3d.engine.inference import prepare_annotation
-
         self._kept.clear()
-        imgs = self.rec.pipeline(prepare_annotation(annotation))["imgs"]
-        imgs = imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs))
-        probs = self.rec.scores_of_views(imgs[None].float())[0]
+        probs = self.rec.scores(annotation)
         return torch.cat(self._kept).float().mean(0).numpy(), probs
 
 

@@ -119,11 +119,13 @@ class ActionRecognizer:
         Every view of every annotation goes through the network as one batch: on CPU a batch of
         B samples costs well under B single passes. Row ``i`` equals ``scores(annotations[i])``.
         """
-        views = []
-        for annotation in annotations:
-            imgs = self.pipeline(prepare_annotation(annotation))["imgs"]
-            views.append(imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs)))
-        return self.scores_of_views(torch.stack(views).float())
+        return self.scores_of_views(torch.stack([self.views(a) for a in annotations]).float())
+
+    def views(self, annotation: Mapping) -> torch.Tensor:
+        """The test pipeline's views of one annotation, (V, C, T, H, W): what ``scores_of_views`` takes
+        (batched) for it."""
+        imgs = self.pipeline(prepare_annotation(annotation))["imgs"]
+        return imgs if isinstance(imgs, torch.Tensor) else torch.as_tensor(np.asarray(imgs))
 
     def scores_of_views(self, imgs: torch.Tensor) -> np.ndarray:
         """(B, V, C, T, H, W) pipeline outputs -> (B, num_classes) scores: the one scoring function."""

@@ -59,7 +59,7 @@ def test_feature_reader_keeps_the_features_and_leaves_the_scores_alone(fos, data
 
     import torch
 
-    from posec3d.engine.inference import ActionRecognizer, prepare_annotation
+    from posec3d.engine.inference import ActionRecognizer
     from posec3d.zoo import resolve_model
 
     m = resolve_model("penn-action")
@@ -73,8 +73,7 @@ def test_feature_reader_keeps_the_features_and_leaves_the_scores_alone(fos, data
     # The head is linear, so it maps the views' mean feature to the views' mean logits.
     fc = reader.rec.model.cls_head.fc_cls
     plain.model.average_clips = "score"
-    imgs = torch.as_tensor(np.asarray(plain.pipeline(prepare_annotation(ann))["imgs"]))
     with torch.inference_mode():
-        mean_logits = plain.model.forward_test(imgs[None].float()).numpy()[0]
+        mean_logits = plain.model.forward_test(plain.views(ann)[None].float()).numpy()[0]
         from_feats = fc(torch.as_tensor(feats)[None]).numpy()[0]
     np.testing.assert_allclose(from_feats, mean_logits, atol=1e-4)
