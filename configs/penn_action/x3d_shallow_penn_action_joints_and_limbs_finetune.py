@@ -5,20 +5,10 @@
 # starting weights and the work dir differ from that stage 1.
 _base_ = 'x3d_shallow_penn_action_joints_and_limbs.py'
 
-# (the base's names the train pipeline uses: a config file cannot read its base's variables)
-penn_to_coco17 = [0, -1, -1, -1, -1, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]
-face_points = [1, 2, 3, 4]
-left_kp = [1, 3, 5, 7, 9, 11, 13, 15]
-right_kp = [2, 4, 6, 8, 10, 12, 14, 16]
-clip_len = 16
-size = 28
-limbs = [[0, 5], [0, 6], [5, 7], [7, 9], [6, 8], [8, 10], [5, 11], [11, 13], [13, 15], [6, 12],
-         [12, 14], [14, 16], [11, 12], [5, 6]]
-map_joints = dict(type='MapJoints', mappings={13: penn_to_coco17}, drop=face_points)
 train_pipeline = [
-    map_joints,
+    {{_base_.map_joints}},
     # (p_interval=(0.5, 1) sub-windows were tried: they made the model worse on MediaPipe poses.)
-    dict(type='UniformSampleFrames', clip_len=clip_len),
+    dict(type='UniformSampleFrames', clip_len={{_base_.clip_len}}),
     dict(type='PoseDecode'),
     # A different camera (roll, tilt, distance) and tight framing (close-ups that cut the body,
     # joints put on the border with low scores as BlazePose does), before the crop to the person.
@@ -29,10 +19,10 @@ train_pipeline = [
     # Estimator-like noise on the clean annotated joints (jitter ~2% of the box, soft scores, drops).
     dict(type='PoseNoise', jitter=0.02, score_range=(0.5, 1.0), joint_drop=0.05, frame_drop=0.05),
     dict(type='RandomResizedCrop', area_range=(0.56, 1.0)),
-    dict(type='Resize', scale=(size, size), keep_ratio=False),
-    dict(type='Flip', flip_ratio=0.5, left_kp=left_kp, right_kp=right_kp),
+    dict(type='Resize', scale=({{_base_.size}}, {{_base_.size}}), keep_ratio=False),
+    dict(type='Flip', flip_ratio=0.5, left_kp={{_base_.left_kp}}, right_kp={{_base_.right_kp}}),
     dict(type='GeneratePoseTarget', sigma=0.6, use_score=True, with_kp=True, with_limb=True,
-         skeletons=limbs),
+         skeletons={{_base_.limbs}}),
     dict(type='FormatShape', input_format='NCTHW_Heatmap'),
     dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
     dict(type='ToTensor', keys=['imgs', 'label'])

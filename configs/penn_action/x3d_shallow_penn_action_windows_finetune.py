@@ -5,34 +5,9 @@
 # starting weights and the work dir differ from the base.
 _base_ = 'x3d_shallow_penn_action_finetune.py'
 
-# (the base's names the train pipeline uses: a config file cannot read its base's variables)
-penn_to_coco17 = [0, -1, -1, -1, -1, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11]
-face_points = [1, 2, 3, 4]
-left_kp = [1, 3, 5, 7, 9, 11, 13, 15]
-right_kp = [2, 4, 6, 8, 10, 12, 14, 16]
-clip_len = 16
-size = 28
-map_joints = dict(type='MapJoints', mappings={13: penn_to_coco17}, drop=face_points)
-train_pipeline = [
-    map_joints,
-    dict(type='UniformSampleFrames', clip_len=clip_len, p_interval=(0.4, 1.0)),
-    dict(type='PoseDecode'),
-    # A different camera (roll, tilt, distance) and tight framing (close-ups that cut the body,
-    # joints put on the border with low scores as BlazePose does), before the crop to the person.
-    dict(type='RandomAffine', rotate=20., scale=(0.85, 1.15), aspect=(0.8, 1.25), shear=12.),
-    dict(type='FramingCut', p=0.3, cut=(0.1, 0.4), side_weights=(0.4, 0.3, 0.15, 0.15)),
-    dict(type='PoseCompact', hw_ratio=1., allow_imgpad=True),
-    dict(type='Resize', scale=(-1, 36)),
-    # Estimator-like noise on the clean annotated joints (jitter ~2% of the box, soft scores, drops).
-    dict(type='PoseNoise', jitter=0.02, score_range=(0.5, 1.0), joint_drop=0.05, frame_drop=0.05),
-    dict(type='RandomResizedCrop', area_range=(0.56, 1.0)),
-    dict(type='Resize', scale=(size, size), keep_ratio=False),
-    dict(type='Flip', flip_ratio=0.5, left_kp=left_kp, right_kp=right_kp),
-    dict(type='GeneratePoseTarget', sigma=0.6, use_score=True, with_kp=True, with_limb=False),
-    dict(type='FormatShape', input_format='NCTHW_Heatmap'),
-    dict(type='Collect', keys=['imgs', 'label'], meta_keys=[]),
-    dict(type='ToTensor', keys=['imgs', 'label'])
-]
+# The base's train pipeline, each clip sampled inside a random sub-window of 40-100 % of the video.
+train_pipeline = [dict(step, p_interval=(0.4, 1.0)) if step['type'] == 'UniformSampleFrames' else step
+                  for step in {{_base_.train_pipeline}}]
 data = dict(train=dict(dataset=dict(pipeline=train_pipeline)))
 load_from = 'work_dirs/penn_action/r5/j_win/latest.pth'  # stage 1 (window-robust)
 work_dir = './work_dirs/penn_action/r5/j_win_ft'

@@ -2,8 +2,8 @@
 
 A config is a Python file whose top-level names form a dict. ``_base_`` files are merged first
 (``_delete_=True`` in a child dict replaces instead of merging), ``{{fileDirname}}``-style
-placeholders are substituted in the text, and ``--cfg-options key=value`` overrides are applied
-last. The getters at the bottom hide the two layouts from the rest of the engine, so the trainer
+placeholders are substituted in the text, ``{{_base_.key}}`` stands for a value of the merged
+``_base_`` files (mmcv 1.x), and ``--cfg-options key=value`` overrides are applied last. The getters at the bottom hide the two layouts from the rest of the engine, so the trainer
 asks ``batch_size(cfg, 'train')`` and never cares whether that is ``data.videos_per_gpu`` or
 ``train_dataloader.batch_size``.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 import os
+import re
 import types
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -137,23 +138,38 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict:
     if path in chain:
         raise ConfigError(f"{path}: circular _base_ inheritance ({' -> '.join(map(str, chain))})")
     text = _substitute_placeholders(path.read_text(encoding="utf-8"), path)
+    text, references = _name_base_references(text)
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__posec3d_config__"}
     try:
         code = compile(text, str(path), "exec")
-        exec(code, namespace)  # noqa: S102 - a config file is code the user chose to run
     except SyntaxError as e:
         raise ConfigError(f"{path}:{e.lineno}: syntax error in config: {e.msg}") from e
+    merged = None
+    if references:
+        # The referenced values must exist before the file runs, so its bases are read first.
+        merged = _load_bases(path, _declared_bases(text, path), chain)
+        for name, key in references.items():
+            namespace[name] = copy.deepcopy(_base_value(merged, key, path))
+    try:
+        exec(code, namespace)  # noqa: S102 - a config file is code the user chose to run
     except Exception as e:  # any error raised while the file runs is the file's fault
         raise ConfigError(f"{path}: error while running config: {type(e).__name__}: {e}") from e
     own = {
         k: v
         for k, v in namespace.items()
-        if not k.startswith("__")
+        if not k.startswith("__")  # (the names that carried {{_base_.key}} values among them)
         and not isinstance(v, (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType))
     }
     bases = own.pop("_base_", None)
     if bases is None:
         return own
+    if merged is None:
+        merged = _load_bases(path, bases, chain)
+    return merge(merged, own)
+
+
+def _load_bases(path: Path, bases: Any, chain: tuple[Path, ...]) -> dict:
+    """The merged ``_base_`` files of the config at ``path``."""
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
@@ -166,7 +182,45 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict:
         if clash:
             raise ConfigError(f"{path}: _base_ files define the same keys twice: {sorted(clash)}")
         merged.update(base_cfg)
-    return merge(merged, own)
+    return merged
+
+
+_BASE_REFERENCE = re.compile(r"\{\{\s*_base_\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}")
+
+
+def _name_base_references(text: str) -> tuple[str, dict[str, str]]:
+    """Each ``{{_base_.key}}`` of ``text`` replaced by a fresh name (dunder, so it never becomes a
+    config key); returns the text and {name: dotted key}. Every occurrence gets its own name, so
+    two references to one value are two independent copies."""
+    references: dict[str, str] = {}
+
+    def name(match: re.Match) -> str:
+        fresh = f"__base_reference_{len(references)}__"
+        references[fresh] = match.group(1)
+        return fresh
+
+    return _BASE_REFERENCE.sub(name, text), references
+
+
+def _declared_bases(text: str, path: Path) -> Any:
+    """The ``_base_`` a config declares, read without running it (a literal, as every config writes it)."""
+    for node in ast.parse(text, str(path)).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_base_" for t in node.targets):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:
+                raise ConfigError(f"{path}:{node.lineno}: _base_ must be written as a literal when the file "
+                                  "uses {{_base_.key}}") from None
+    raise ConfigError(f"{path}: {{{{_base_.key}}}} is used but the file names no _base_ file")
+
+
+def _base_value(merged: Mapping, key: str, path: Path) -> Any:
+    value: Any = merged
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise ConfigError(f"{path}: {{{{_base_.{key}}}}}: the _base_ files define no {key!r}")
+        value = value[part]
+    return value
 
 
 def _find_base(path: Path, base: str) -> Path:

@@ -35,6 +35,31 @@ def test_base_merge_delete_and_placeholders(tmp_path):
     assert "math" not in cfg and cfg.half == pytest.approx(1.5707963)
 
 
+def test_base_references_give_the_child_its_bases_values(tmp_path):
+    """``{{_base_.key}}`` (mmcv 1.x): a child starts from its base's pipeline and changes one step."""
+    write(tmp_path / "base.py", "size = 28\nsteps = [dict(type='A', n=1), dict(type='Sample', clip_len=16)]\n"
+                                "data = dict(train=dict(pipeline=steps, split='train'))\n")
+    write(tmp_path / "mid.py", "_base_ = 'base.py'\nsize = 32\n")
+    child = write(tmp_path / "child.py",
+                  "_base_ = 'mid.py'\n"
+                  "steps = [dict(s, p=(0.4, 1.0)) if s['type'] == 'Sample' else s for s in {{ _base_.steps }}]\n"
+                  "twice = {{_base_.data.train.split}} * 2\n"
+                  "side = {{_base_.size}}\n"  # the nearest base's value: mid.py overrides base.py
+                  "data = dict(train=dict(pipeline=steps))\n")
+    cfg = C.load_config(child)
+    assert cfg.steps == [{"type": "A", "n": 1}, {"type": "Sample", "clip_len": 16, "p": (0.4, 1.0)}]
+    assert cfg.data.train == {"pipeline": cfg.steps, "split": "train"}
+    assert cfg.twice == "traintrain" and cfg.side == 32 and cfg.size == 32
+    assert not any(k.startswith("__") for k in cfg)  # the names that carried the values are not keys
+    assert C.load_config(tmp_path / "base.py").steps[1] == {"type": "Sample", "clip_len": 16}  # copies, not shared
+    bad = {"missing.py": ("_base_ = 'base.py'\nx = {{_base_.data.val}}\n", r"missing.py.*_base_\.data\.val.*'data\.val'"),
+           "nobase.py": ("x = {{_base_.size}}\n", r"nobase.py.*names no _base_"),
+           "computed.py": ("_base_ = 'ba' + 'se.py'\nx = {{_base_.size}}\n", r"computed.py:1: _base_ must be written as a literal")}
+    for name, (text, message) in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            C.load_config(write(tmp_path / name, text))
+
+
 def test_cfg_options_value_types(tmp_path):
     cfg_path = write(tmp_path / "c.py", "model = dict(type='R', backbone=dict(depth=50))\n"
                                         "pipe = [dict(type='A', n=1), dict(type='B')]\n"
