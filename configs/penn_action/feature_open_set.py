@@ -119,8 +119,7 @@ def measure(feats: dict, max_drop: float) -> dict:
     scores["mahalanobis_l2"] = mahalanobis_score(unit(dev), unit(bank), bank_labels)
     if "outlier_feats" in feats:
         for k in (1, 5):
-            scores[f"knn_k{k}_minus_outliers"] = (kth_similarity(dev, bank, k)
-                                                  - kth_similarity(dev, feats["outlier_feats"], k))
+            scores[f"knn_k{k}_minus_outliers"] = scores[f"knn_k{k}"] - kth_similarity(dev, feats["outlier_feats"], k)
     rows = {}
     for name, s in scores.items():
         s = np.asarray(s, float)
